@@ -1,0 +1,3 @@
+"""The moeplan command-line tool."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""moeplan's gRPC edge: protobuf <-> pydantic conversion, servicer, server and client."""

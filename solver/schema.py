@@ -1,0 +1,560 @@
+"""The instance and plan schema: pydantic v2, strict, frozen, every field described.
+
+An *instance* is what a user asks: a model, a GPU type, a workload with targets, an optional expert
+load, search options and optionally a plan someone proposed (``claimed_plan``). A *plan* is an
+answer: the parallel degrees, the batch, the layers of each pipeline stage and the expert placement.
+
+Model and hardware may be given as a preset name (``"qwen3-235b-a22b"``), a path to a Hugging Face
+``config.json`` (model only) or explicit fields; :func:`solver.instance.load_instance` resolves names
+and paths into the explicit specs below before anything else sees them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Precision = Literal["fp32", "bf16", "fp16", "fp8", "int8", "mxfp4", "fp4", "int4"]
+
+#: Bytes per element of each precision. ``mxfp4`` is 4-bit elements plus one 8-bit scale per block
+#: of 32 (OCP Microscaling spec v1.0), i.e. 4.25 bits.
+BYTES_PER_ELEMENT: dict[str, float] = {
+    "fp32": 4.0,
+    "bf16": 2.0,
+    "fp16": 2.0,
+    "fp8": 1.0,
+    "int8": 1.0,
+    "mxfp4": 4.25 / 8.0,
+    "fp4": 0.5,
+    "int4": 0.5,
+}
+
+# Limits that keep every input inside what the cost model and the solver can represent. They admit
+# every real model we know of (Kimi-K2: 384 experts, 61 layers; Llama 4: 202k vocab) with margin.
+MAX_LAYERS = 512
+MAX_EXPERTS = 1024
+MAX_HIDDEN = 65_536
+MAX_HEADS = 1024
+MAX_VOCAB = 1_048_576
+MAX_SEQ_LEN = 4_194_304
+MAX_BATCH = 65_536
+MAX_GPUS = 65_536
+MAX_TIME_LIMIT_S = 3600.0
+
+
+class Strict(BaseModel):
+    """Base of every schema model: unknown fields are errors, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+PosInt = Annotated[int, Field(gt=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
+PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Model
+# ----------------------------------------------------------------------------------------------
+
+
+class AttentionSpec(Strict):
+    """Attention of every layer: grouped-query (GQA/MHA) or DeepSeek's multi-head latent (MLA)."""
+
+    kind: Literal["gqa", "mla"] = Field("gqa", description="'gqa' (covers MHA and MQA) or 'mla'.")
+    num_heads: int = Field(gt=0, le=MAX_HEADS, description="Query heads.")
+    num_kv_heads: int = Field(
+        gt=0, le=MAX_HEADS, description="Key/value heads (GQA). For MLA, equal to num_heads."
+    )
+    head_dim: int = Field(
+        gt=0, le=4096, description="Per-head dimension of Q/K/V (GQA). Not always hidden/heads."
+    )
+    q_lora_rank: int = Field(0, ge=0, le=MAX_HIDDEN, description="MLA query low-rank; 0 = none.")
+    kv_lora_rank: int = Field(0, ge=0, le=MAX_HIDDEN, description="MLA compressed KV rank.")
+    qk_nope_head_dim: int = Field(0, ge=0, le=4096, description="MLA non-rotary Q/K head dim.")
+    qk_rope_head_dim: int = Field(0, ge=0, le=4096, description="MLA rotary Q/K head dim.")
+    v_head_dim: int = Field(0, ge=0, le=4096, description="MLA value head dim.")
+    bias: bool = Field(False, description="Q/K/V/O projections carry biases (gpt-oss).")
+    qk_norm: bool = Field(False, description="Per-head RMSNorm on Q and K (Qwen3).")
+    sinks: bool = Field(False, description="One learned attention-sink logit per head (gpt-oss).")
+    sliding_window: int | None = Field(
+        None, gt=0, le=MAX_SEQ_LEN, description="Window of the sliding-window layers, in tokens."
+    )
+    sliding_layers: tuple[int, ...] = Field(
+        (), description="Indices of layers that use the sliding window (others attend fully)."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> AttentionSpec:
+        if self.kind == "gqa":
+            if self.num_heads % self.num_kv_heads:
+                raise ValueError(
+                    f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads "
+                    f"({self.num_kv_heads})"
+                )
+        else:
+            if self.kv_lora_rank <= 0 or self.qk_rope_head_dim <= 0 or self.v_head_dim <= 0:
+                raise ValueError("MLA needs kv_lora_rank, qk_rope_head_dim and v_head_dim > 0")
+            if self.qk_nope_head_dim <= 0:
+                raise ValueError("MLA needs qk_nope_head_dim > 0")
+        if self.sliding_layers and self.sliding_window is None:
+            raise ValueError("sliding_layers given without sliding_window")
+        return self
+
+    @property
+    def qk_head_dim(self) -> int:
+        return self.qk_nope_head_dim + self.qk_rope_head_dim if self.kind == "mla" else self.head_dim
+
+
+class ModelSpec(Strict):
+    """The architecture, as explicit numbers. Presets and HF configs are turned into this."""
+
+    name: str = Field("custom", min_length=1, max_length=200, description="Display name.")
+    num_layers: int = Field(gt=0, le=MAX_LAYERS, description="Decoder layers.")
+    dense_layers: tuple[int, ...] = Field(
+        (),
+        description="Indices of layers with a dense FFN instead of MoE (DeepSeek: [0,1,2]; "
+        "Llama 4 Maverick: the even layers). Every other layer is an MoE layer.",
+    )
+    hidden_size: int = Field(gt=0, le=MAX_HIDDEN, description="Model (token) dimension.")
+    attention: AttentionSpec = Field(description="Attention of every layer.")
+    dense_ffn_width: int = Field(
+        0, ge=0, le=4 * MAX_HIDDEN, description="Intermediate width of dense FFN layers."
+    )
+    num_experts: int = Field(gt=0, le=MAX_EXPERTS, description="Routed experts per MoE layer.")
+    top_k: int = Field(gt=0, le=MAX_EXPERTS, description="Routed experts per token.")
+    expert_ffn_width: int = Field(gt=0, le=4 * MAX_HIDDEN, description="Routed expert width.")
+    num_shared_experts: int = Field(0, ge=0, le=64, description="Shared experts per MoE layer.")
+    shared_expert_width: int = Field(
+        0, ge=0, le=4 * MAX_HIDDEN, description="Width of each shared expert (0 = expert width)."
+    )
+    gated_ffn: bool = Field(True, description="SwiGLU-style FFN: 3 matrices (gate, up, down).")
+    ffn_bias: bool = Field(False, description="FFN/expert projections carry biases (gpt-oss).")
+    router_bias: bool = Field(False, description="The router has a bias (gpt-oss).")
+    vocab_size: int = Field(gt=0, le=MAX_VOCAB, description="Vocabulary size.")
+    tie_embeddings: bool = Field(False, description="LM head shares the embedding matrix.")
+    weight_precision: Precision = Field("bf16", description="Precision of non-expert weights.")
+    expert_precision: Precision | None = Field(
+        None, description="Precision of routed/shared expert weights (default: weight_precision)."
+    )
+    kv_precision: Precision = Field("bf16", description="Precision of the KV cache.")
+    activation_precision: Precision = Field("bf16", description="Precision of activations.")
+    declared_total_params: int | None = Field(
+        None, gt=0, description="Parameter count the source claims; checked against the layout."
+    )
+    max_position_embeddings: int | None = Field(
+        None, gt=0, le=MAX_SEQ_LEN, description="Longest context the model supports."
+    )
+
+    @field_validator("dense_layers", mode="after")
+    @classmethod
+    def _sorted_unique(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if len(set(v)) != len(v):
+            raise ValueError("dense_layers has duplicates")
+        return tuple(sorted(v))
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelSpec:
+        if any(i < 0 or i >= self.num_layers for i in self.dense_layers):
+            raise ValueError(f"dense_layers must lie in [0, {self.num_layers - 1}]")
+        if any(i < 0 or i >= self.num_layers for i in self.attention.sliding_layers):
+            raise ValueError(f"attention.sliding_layers must lie in [0, {self.num_layers - 1}]")
+        if self.top_k > self.num_experts:
+            raise ValueError(
+                f"top_k ({self.top_k}) cannot exceed num_experts ({self.num_experts})"
+            )
+        if self.dense_layers and self.dense_ffn_width <= 0:
+            raise ValueError("dense_ffn_width must be > 0 when the model has dense layers")
+        return self
+
+    @property
+    def moe_layers(self) -> tuple[int, ...]:
+        dense = set(self.dense_layers)
+        return tuple(i for i in range(self.num_layers) if i not in dense)
+
+    @property
+    def expert_weight_precision(self) -> str:
+        return self.expert_precision or self.weight_precision
+
+    @property
+    def shared_width(self) -> int:
+        return self.shared_expert_width or self.expert_ffn_width
+
+
+# ----------------------------------------------------------------------------------------------
+# Hardware
+# ----------------------------------------------------------------------------------------------
+
+
+class HardwareSpec(Strict):
+    """One GPU type and how GPUs are connected. Bandwidths are per GPU, one direction."""
+
+    name: str = Field("custom", min_length=1, max_length=200, description="Display name.")
+    peak_tflops: dict[Precision, PosFloat] = Field(
+        description="Dense peak TFLOPS per precision (no sparsity), e.g. {bf16: 989, fp8: 1979}. "
+        "A precision missing here runs at the rate of the next wider one listed."
+    )
+    mfu: Fraction = Field(description="Fraction of peak FLOPS that GEMMs achieve (0-1].")
+    hbm_gb: PosFloat = Field(description="HBM capacity per GPU, in GB (1e9 bytes).")
+    hbm_tb_s: PosFloat = Field(description="Peak HBM bandwidth per GPU, in TB/s.")
+    hbm_efficiency: Fraction = Field(description="Achievable fraction of HBM bandwidth.")
+    gpus_per_node: int = Field(gt=0, le=1024, description="GPUs sharing the fast interconnect.")
+    intra_node_gb_s: PosFloat = Field(description="Intra-node bandwidth per GPU, GB/s, one way.")
+    inter_node_gb_s: PosFloat = Field(description="Inter-node bandwidth per GPU, GB/s, one way.")
+    intra_node_latency_us: NonNegFloat = Field(description="Latency of one intra-node hop, µs.")
+    inter_node_latency_us: NonNegFloat = Field(description="Latency of one inter-node hop, µs.")
+    comm_efficiency: Fraction = Field(
+        0.8, description="Achievable fraction of link bandwidth for collectives."
+    )
+    reserved_gb: NonNegFloat = Field(
+        description="Memory per GPU kept by the runtime (CUDA context, allocator, graphs), GB."
+    )
+    notes: str = Field("", max_length=4000, description="Assumptions and sources.")
+
+    @model_validator(mode="after")
+    def _check(self) -> HardwareSpec:
+        if self.reserved_gb >= self.hbm_gb:
+            raise ValueError(
+                f"reserved_gb ({self.reserved_gb}) must be below hbm_gb ({self.hbm_gb})"
+            )
+        return self
+
+
+# ----------------------------------------------------------------------------------------------
+# Workload
+# ----------------------------------------------------------------------------------------------
+
+
+class BatchRange(Strict):
+    """A range of batch sizes for the solver to choose from."""
+
+    min: int = Field(gt=0, le=MAX_BATCH, description="Smallest batch allowed.")
+    max: int = Field(gt=0, le=MAX_BATCH, description="Largest batch allowed.")
+
+    @model_validator(mode="after")
+    def _check(self) -> BatchRange:
+        if self.max < self.min:
+            raise ValueError(f"batch max ({self.max}) cannot be below batch min ({self.min})")
+        return self
+
+
+class Targets(Strict):
+    """Service-level targets. Every target is optional; none means unconstrained."""
+
+    max_ttft_s: PosFloat | None = Field(None, description="Max time to first token, seconds.")
+    max_tpot_s: PosFloat | None = Field(None, description="Max time per output token, seconds.")
+    min_output_tokens_per_s_per_gpu: PosFloat | None = Field(
+        None, description="Min output tokens/s per GPU (whole deployment)."
+    )
+    min_output_tokens_per_s: PosFloat | None = Field(
+        None, description="Min output tokens/s of the whole deployment (all replicas)."
+    )
+    max_gpus: int | None = Field(None, gt=0, le=MAX_GPUS, description="Max total GPUs.")
+
+
+class Workload(Strict):
+    """Request shape, concurrency and targets."""
+
+    input_len: int = Field(gt=0, le=MAX_SEQ_LEN, description="Typical input (prompt) length.")
+    max_input_len: int | None = Field(
+        None, gt=0, le=MAX_SEQ_LEN, description="Maximum input length (default: input_len)."
+    )
+    output_len: int = Field(gt=0, le=MAX_SEQ_LEN, description="Output tokens per request.")
+    batch: int | BatchRange = Field(
+        description="Concurrent sequences per serving instance: fixed, or {min, max} to choose."
+    )
+    targets: Targets = Field(default_factory=Targets, description="Service-level targets.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Workload:
+        if self.max_input_len is not None and self.max_input_len < self.input_len:
+            raise ValueError(
+                f"max_input_len ({self.max_input_len}) cannot be below the typical input_len "
+                f"({self.input_len})"
+            )
+        if isinstance(self.batch, int) and not 0 < self.batch <= MAX_BATCH:
+            raise ValueError(f"batch must be in [1, {MAX_BATCH}]")
+        return self
+
+    @property
+    def max_input(self) -> int:
+        return self.max_input_len or self.input_len
+
+    @property
+    def max_context(self) -> int:
+        """Longest context a sequence reaches: maximum input plus all output tokens."""
+        return self.max_input + self.output_len
+
+    @property
+    def batch_choices(self) -> tuple[int, ...]:
+        if isinstance(self.batch, int):
+            return (self.batch,)
+        return tuple(range(self.batch.min, self.batch.max + 1))
+
+
+# ----------------------------------------------------------------------------------------------
+# Expert load
+# ----------------------------------------------------------------------------------------------
+
+
+class ExpertLoad(Strict):
+    """How routed tokens spread over experts, per MoE layer."""
+
+    kind: Literal["uniform", "power_law", "measured"] = Field(
+        "uniform", description="'uniform', 'power_law' (Zipf with exponent alpha) or 'measured'."
+    )
+    alpha: float | None = Field(
+        None, gt=0, le=10, allow_inf_nan=False, description="Power-law exponent (power_law only)."
+    )
+    seed: int = Field(0, ge=0, description="Seed of the per-layer permutation of the power law.")
+    counts: tuple[tuple[NonNegInt, ...], ...] | None = Field(
+        None,
+        description="Measured token counts: one row per MoE layer (in layer order), one column "
+        "per routed expert (as vLLM/SGLang expert-distribution recorders write them).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ExpertLoad:
+        if self.kind == "power_law" and self.alpha is None:
+            raise ValueError("power_law load needs alpha")
+        if self.kind != "power_law" and self.alpha is not None:
+            raise ValueError("alpha is only used with kind power_law")
+        if self.kind == "measured":
+            if not self.counts:
+                raise ValueError("measured load needs counts")
+            widths = {len(r) for r in self.counts}
+            if len(widths) != 1:
+                raise ValueError("every row of counts must have the same number of experts")
+            if any(sum(r) == 0 for r in self.counts):
+                raise ValueError("every row of counts needs at least one token")
+        elif self.counts is not None:
+            raise ValueError("counts are only used with kind measured")
+        return self
+
+
+# ----------------------------------------------------------------------------------------------
+# Search options
+# ----------------------------------------------------------------------------------------------
+
+DegreeName = Literal["tp", "pp", "dp", "cp", "ep", "etp", "edp", "replicas"]
+
+
+class SearchOptions(Strict):
+    """What the solver may choose and how long it may take."""
+
+    fix: dict[DegreeName, PosInt] = Field(
+        default_factory=dict, description="Degrees fixed to a value, e.g. {tp: 8}."
+    )
+    forbid: dict[DegreeName, tuple[PosInt, ...]] = Field(
+        default_factory=dict, description="Values a degree may not take, e.g. {cp: [2, 4]}."
+    )
+    max_pp: int = Field(16, gt=0, le=MAX_LAYERS, description="Largest pipeline degree tried.")
+    max_cp: int = Field(8, gt=0, le=1024, description="Largest context-parallel degree tried.")
+    max_dp: int = Field(64, gt=0, le=MAX_GPUS, description="Largest attention-DP degree tried.")
+    redundant_experts: int = Field(
+        0, ge=0, le=MAX_EXPERTS, description="Extra expert slots per MoE layer for replicas."
+    )
+    ep_cross_node: bool = Field(False, description="Allow EP groups to span nodes.")
+    tp_cross_node: bool = Field(False, description="Allow TP groups to span nodes.")
+    time_limit_s: float = Field(
+        60.0, gt=0, le=MAX_TIME_LIMIT_S, allow_inf_nan=False, description="Solver time limit."
+    )
+    workers: int = Field(2, gt=0, le=256, description="CP-SAT search workers.")
+    random_seed: int = Field(0, ge=0, description="CP-SAT random seed (reproducible runs).")
+
+
+# ----------------------------------------------------------------------------------------------
+# Plan
+# ----------------------------------------------------------------------------------------------
+
+
+class Degrees(Strict):
+    """Parallel degrees of one deployment (Megatron-Core parallel folding)."""
+
+    tp: int = Field(1, gt=0, le=MAX_GPUS, description="Attention tensor parallel.")
+    pp: int = Field(1, gt=0, le=MAX_GPUS, description="Pipeline stages.")
+    dp: int = Field(1, gt=0, le=MAX_GPUS, description="Attention data parallel in a stage.")
+    cp: int = Field(1, gt=0, le=MAX_GPUS, description="Context (sequence) parallel.")
+    ep: int = Field(1, gt=0, le=MAX_GPUS, description="Expert parallel.")
+    etp: int = Field(1, gt=0, le=MAX_GPUS, description="Expert tensor parallel.")
+    edp: int = Field(1, gt=0, le=MAX_GPUS, description="Expert data parallel.")
+    replicas: int = Field(1, gt=0, le=MAX_GPUS, description="Identical serving instances.")
+
+    @property
+    def gpus_per_stage(self) -> int:
+        return self.tp * self.cp * self.dp
+
+    @property
+    def gpus_per_instance(self) -> int:
+        return self.pp * self.gpus_per_stage
+
+    @property
+    def gpus(self) -> int:
+        return self.replicas * self.gpus_per_instance
+
+    def short(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in self.model_dump().items())
+
+
+class Stage(Strict):
+    """One pipeline stage: the contiguous range of layers first_layer..last_layer (inclusive)."""
+
+    first_layer: int = Field(ge=0, description="First layer of the stage (inclusive).")
+    last_layer: int = Field(ge=0, description="Last layer of the stage (inclusive).")
+
+    @model_validator(mode="after")
+    def _check(self) -> Stage:
+        if self.last_layer < self.first_layer:
+            raise ValueError("last_layer cannot be below first_layer")
+        return self
+
+    @property
+    def num_layers(self) -> int:
+        return self.last_layer - self.first_layer + 1
+
+
+class LayerPlacement(Strict):
+    """Expert placement of one MoE layer: for each EP rank, the experts in its slots.
+
+    An expert listed on several ranks is replicated; its tokens split evenly over its replicas.
+    """
+
+    layer: int = Field(ge=0, description="Layer index.")
+    ranks: tuple[tuple[NonNegInt, ...], ...] = Field(
+        description="ranks[r] = experts held by EP rank r (one entry per slot)."
+    )
+
+
+class RankLocation(Strict):
+    """Where one GPU of an instance sits."""
+
+    rank: int = Field(ge=0, description="Global rank inside the instance.")
+    node: int = Field(ge=0, description="Node index inside the instance.")
+    local_gpu: int = Field(ge=0, description="GPU index inside the node.")
+
+
+class Plan(Strict):
+    """A deployment plan. ``stages`` and ``placement`` may be omitted for a claimed plan; the
+    estimator then uses contiguous balanced stages and the default placement."""
+
+    degrees: Degrees = Field(description="Parallel degrees.")
+    batch: int = Field(gt=0, le=MAX_BATCH, description="Concurrent sequences per instance.")
+    stages: tuple[Stage, ...] | None = Field(None, description="Layers of each pipeline stage.")
+    placement: tuple[LayerPlacement, ...] | None = Field(
+        None, description="Expert placement per MoE layer."
+    )
+    claimed_total_gpus: int | None = Field(
+        None, gt=0, description="Total GPUs the author claims (checked against the degrees)."
+    )
+    claimed_metrics: dict[str, float] | None = Field(
+        None, description="Metrics the author claims, by metric key (checked by verify)."
+    )
+    note: str = Field("", max_length=4000, description="Free text from the author.")
+
+
+# ----------------------------------------------------------------------------------------------
+# Instance
+# ----------------------------------------------------------------------------------------------
+
+
+class Instance(Strict):
+    """A planning problem: model, hardware, workload; optionally load, search, a claimed plan."""
+
+    name: str = Field("instance", min_length=1, max_length=200, description="Instance name.")
+    description: str = Field("", max_length=20_000, description="Where the instance comes from.")
+    model: ModelSpec = Field(description="The model (resolved from a preset, config or fields).")
+    hardware: HardwareSpec = Field(description="The GPU type (resolved from a preset or fields).")
+    workload: Workload = Field(description="Requests, batch and targets.")
+    expert_load: ExpertLoad = Field(default_factory=ExpertLoad, description="Expert load.")
+    search: SearchOptions = Field(default_factory=SearchOptions, description="Search options.")
+    claimed_plan: Plan | None = Field(None, description="A proposed plan, for verify.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Instance:
+        load = self.expert_load
+        if load.kind == "measured" and load.counts is not None:
+            n_moe = len(self.model.moe_layers)
+            if len(load.counts) != n_moe:
+                raise ValueError(
+                    f"expert_load.counts has {len(load.counts)} rows but the model has "
+                    f"{n_moe} MoE layers"
+                )
+            if len(load.counts[0]) != self.model.num_experts:
+                raise ValueError(
+                    f"expert_load.counts has {len(load.counts[0])} columns but the model has "
+                    f"{self.model.num_experts} routed experts"
+                )
+        mpe = self.model.max_position_embeddings
+        if mpe is not None and self.workload.max_context > mpe:
+            raise ValueError(
+                f"workload max context ({self.workload.max_context} = max input + output) "
+                f"exceeds the model's max_position_embeddings ({mpe})"
+            )
+        return self
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def divisors(n: int) -> list[int]:
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return sorted(set(small + [n // d for d in small]))
+
+
+class Metrics(Strict):
+    """What a plan achieves under the cost model (docs/cost-model.md)."""
+
+    ttft_s: float = Field(description="Time to first token of a maximum-length prompt, s.")
+    tpot_s: float = Field(description="Time per output token in steady-state decode, s.")
+    output_tokens_per_s: float = Field(description="Output tokens/s of the whole deployment.")
+    output_tokens_per_s_per_gpu: float = Field(description="Output tokens/s per GPU.")
+    tokens_per_s_per_user: float = Field(description="Output tokens/s one user sees (1/TPOT).")
+    peak_memory_gb: float = Field(description="Memory of the fullest GPU, GB (1e9 bytes).")
+
+
+SolveStatus = Literal["OPTIMAL", "FEASIBLE", "INFEASIBLE", "UNKNOWN"]
+
+
+class LayerExperts(Strict):
+    """Expert placement quality of one MoE layer, as fractions of its routed tokens."""
+
+    layer: int = Field(ge=0, description="Layer index.")
+    hottest_load: float = Field(description="Busiest EP rank's share, planner's placement.")
+    greedy_hottest_load: float = Field(description="Busiest EP rank's share, EPLB greedy.")
+    lower_bound: float = Field(description="Proved lower bound on the busiest rank's share.")
+    optimal: bool = Field(description="The planner's placement attains the lower bound.")
+    replicated_experts: int = Field(0, ge=0, description="Experts with more than one replica.")
+
+
+class Explanation(Strict):
+    """Why no plan exists, and the nearest values that would make one exist."""
+
+    summary: str = Field(description="One paragraph a person can act on.")
+    conflicts: tuple[str, ...] = Field((), description="Targets or limits that conflict.")
+    nearest: dict[str, float] = Field(
+        default_factory=dict,
+        description="Nearest feasible values, e.g. lowest_ttft_s, gpus_needed_without_max_gpus, "
+        "highest_output_tokens_per_s_per_gpu, lowest_tpot_s.",
+    )
+
+
+class SolveResult(Strict):
+    """The planner's answer: a plan with its proof status, or INFEASIBLE with an explanation."""
+
+    status: SolveStatus = Field(description="OPTIMAL only when proved; FEASIBLE has a gap.")
+    plan: Plan | None = Field(None, description="The best plan found.")
+    metrics: Metrics | None = Field(None, description="Metrics of the plan (cost model).")
+    objective: int | None = Field(None, description="Total GPUs of the plan.")
+    bound: int | None = Field(None, description="Proved lower bound on total GPUs.")
+    gap: float | None = Field(None, description="(objective - bound) / objective.")
+    solve_time_s: float = Field(description="Wall time of the solve, s.")
+    solver: str = Field(description="Solver and version, e.g. 'ortools-cpsat 9.15'.")
+    tie_breaks: tuple[str, ...] = Field((), description="Lexicographic objectives, in order.")
+    experts: tuple[LayerExperts, ...] = Field((), description="Placement quality per MoE layer.")
+    explanation: Explanation | None = Field(None, description="For INFEASIBLE: why.")
+    improving_solutions: int = Field(0, ge=0, description="Improving solutions CP-SAT found.")
