@@ -1,0 +1,904 @@
+"""The CP-SAT planner: fewest GPUs, then most output tokens/s per GPU, then lowest TTFT.
+
+Reads top to bottom as data → model → variables → constraints → objective → solve → report.
+
+Data. Every valid degree tuple ``(tp, cp, dp, ep, etp, edp, pp, batch)`` (divisibility, node
+boundaries and the GPU identity come from :func:`solver.verify.structural_violations`, the
+verifier's own rules) is costed once with the cost model: per-layer memory and decode time as
+integer prefix sums, the partition-independent TTFT and prefill time, and the per-stage extras.
+Expert placement is decided per (MoE layer load multiset, ep) by the CP-SAT placement sub-model
+(:mod:`solver.placement`); its hottest-rank load enters the MoE time of that layer.
+
+Model. One CP-SAT model holds, for every candidate tuple ``t``:
+- ``sel[t]``: the tuple is chosen (exactly one is);
+- ``pos[t, k]``: the first layer of pipeline stage ``k`` — contiguous stages as strictly
+  increasing boundaries; stage memory and decode time are differences of prefix sums read with
+  ``add_element``;
+- ``M[t]``: the slowest stage's decode time, bounded by the TPOT and per-GPU throughput targets;
+- ``z[t, r]``: one more replica is needed because ``M[t]`` exceeds the threshold of ``r``
+  replicas for the total-throughput target.
+Objectives, solved lexicographically: total GPUs; then GPU-time per output token (the inverse of
+output tokens/s per GPU); then TTFT.
+
+Decomposition (docs/solver.md has the proof). Tuples enter the model in order of a valid lower
+bound on their GPU count; the solve stops when the best plan's GPU count is no larger than the
+lower bound of every tuple left out, so left-out tuples cannot beat it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import time
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+
+import numpy as np
+from ortools import __version__ as ORTOOLS_VERSION
+from ortools.sat.python import cp_model
+
+from solver.costmodel import (
+    BYTES_PER_GB,
+    NS_PER_S,
+    replicas_needed,
+    seconds_to_ns_floor,
+)
+from solver.estimate import Prepared, evaluate
+from solver.loads import LOAD_RESOLUTION
+from solver.placement import PlacementResult, place_experts_cached
+from solver.schema import (
+    Degrees,
+    Explanation,
+    Instance,
+    LayerExperts,
+    LayerPlacement,
+    Plan,
+    SearchOptions,
+    SolveResult,
+    Stage,
+    Targets,
+    ceil_div,
+    divisors,
+)
+from solver.verify import structural_violations, verify
+
+#: Scale of the tie-break objective "GPU-ns per output token" (1e-3 GPU-ns resolution).
+TIE_BREAK_SCALE = 1000
+#: Share of the time limit the placement sub-models may use, and the cap per sub-model.
+PLACEMENT_TIME_SHARE = 0.3
+PLACEMENT_TIME_CAP_S = 2.0
+#: Largest number of replica thresholds modelled per tuple (beyond: the tuple is dropped).
+MAX_REPLICA_STEPS = 256
+INF = 1 << 62
+
+TIE_BREAKS = (
+    "fewest total GPUs",
+    "most output tokens/s per GPU",
+    "lowest TTFT",
+)
+
+
+class PlannerError(RuntimeError):
+    """The planner produced a plan the verifier rejects: a bug, reported loudly."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Goals: the targets as exact integers (so that targets can be dropped for explanations)
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Goals:
+    ttft_ns: int | None = None
+    tpot_ns: int | None = None
+    min_rate_per_gpu: float | None = None
+    min_rate_total: float | None = None
+    max_gpus: int | None = None
+
+    @classmethod
+    def of(cls, t: Targets) -> Goals:
+        return cls(
+            ttft_ns=seconds_to_ns_floor(t.max_ttft_s) if t.max_ttft_s is not None else None,
+            tpot_ns=seconds_to_ns_floor(t.max_tpot_s) if t.max_tpot_s is not None else None,
+            min_rate_per_gpu=t.min_output_tokens_per_s_per_gpu,
+            min_rate_total=t.min_output_tokens_per_s,
+            max_gpus=t.max_gpus,
+        )
+
+    def without(self, *names: str) -> Goals:
+        return Goals(**{k: (None if k in names else getattr(self, k))
+                        for k in self.__dataclass_fields__})
+
+
+# ----------------------------------------------------------------------------------------------
+# Data: candidate degree tuples with their costs
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Candidate:
+    """One degree tuple, costed. Integers: ns and bytes."""
+
+    d: Degrees
+    batch: int
+    redundant: int
+    mem_prefix: np.ndarray  # int64, length L+1: memory of layers [0, i) per GPU
+    dec_prefix: np.ndarray  # int64, length L+1: decode ns of layers [0, i)
+    mem_first: int  # extra memory of stage 0 (embedding)
+    mem_last: int  # extra memory of the last stage (LM head, logits)
+    mem_every: int  # workspace, buffers, reserve
+    dec_first: int
+    dec_last: int
+    hop_dec: int
+    ttft_ns: int
+    prefill_batch_ns: int
+    output_len: int
+    # Goal-dependent, filled by bound():
+    m_cap: int = 0
+    m_lb: int = 0
+    r_min: int = 1
+    thresholds: list[tuple[int, int]] = field(default_factory=list)  # (r, max M with r replicas)
+
+    @property
+    def pp(self) -> int:
+        return self.d.pp
+
+    @property
+    def gpus_per_instance(self) -> int:
+        return self.d.gpus_per_instance
+
+    @property
+    def gpu_lb(self) -> int:
+        return self.gpus_per_instance * self.r_min
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.mem_prefix) - 1
+
+    def fixed_mem(self, s: int) -> int:
+        return self.mem_every + (self.mem_first if s == 0 else 0) + (
+            self.mem_last if s == self.pp - 1 else 0)
+
+    def fixed_dec(self, s: int) -> int:
+        return (self.dec_first if s == 0 else 0) + (self.dec_last if s == self.pp - 1 else 0)
+
+    def cycle_ns(self, m: int) -> int:
+        hop = self.hop_dec if self.pp > 1 else 0
+        return self.output_len * self.pp * (m + hop) + self.prefill_batch_ns
+
+    def max_m_for_rate(self, tokens_per_s_times_ns: Fraction) -> int:
+        """Largest bottleneck M with ``cycle_ns(M) <= tokens·1e9 / rate`` (exact)."""
+        hop = self.hop_dec if self.pp > 1 else 0
+        budget = tokens_per_s_times_ns - self.prefill_batch_ns
+        return math.floor(budget / (self.output_len * self.pp)) - hop
+
+    def bounded(
+        self, goals: Goals, cap_bytes: int, fixed_replicas: int | None
+    ) -> Candidate | None:
+        """A copy with the goal-dependent bounds filled in; None when no partition of this
+        tuple can meet the goals (a valid pruning: each test is a necessary condition)."""
+        c = replace(self)
+        return c if c._bound(goals, cap_bytes, fixed_replicas) else None
+
+    def _bound(self, goals: Goals, cap_bytes: int, fixed_replicas: int | None) -> bool:
+        pp = self.pp
+        if goals.ttft_ns is not None and self.ttft_ns > goals.ttft_ns:
+            return False
+        # Memory: the stages together hold everything; each stage holds at least one layer.
+        total_mem = int(self.mem_prefix[-1]) + pp * self.mem_every + self.mem_first + self.mem_last
+        if total_mem > pp * cap_bytes:
+            return False
+        layer_mem = np.diff(self.mem_prefix)
+        if int(layer_mem.max()) + self.mem_every > cap_bytes:
+            return False
+        if pp == 1 and total_mem > cap_bytes:
+            return False
+        if pp > 1 and (int(self.mem_prefix[1]) + self.fixed_mem(0) > cap_bytes
+                       or layer_mem[-1] + self.fixed_mem(pp - 1) > cap_bytes):
+            return False
+        layer_dec = np.diff(self.dec_prefix)
+        total_dec = int(self.dec_prefix[-1]) + self.dec_first + self.dec_last
+        self.m_lb = max(math.ceil(total_dec / pp), int(layer_dec.max()),
+                        int(layer_dec[0]) + self.dec_first, int(layer_dec[-1]) + self.dec_last)
+        m_cap = total_dec
+        tokens = self.batch * self.output_len
+        if goals.tpot_ns is not None:
+            hop = self.hop_dec if pp > 1 else 0
+            m_cap = min(m_cap, goals.tpot_ns // pp - hop)
+        if goals.min_rate_per_gpu is not None:
+            m_cap = min(m_cap, self.max_m_for_rate(
+                Fraction(tokens * NS_PER_S) / (Fraction(goals.min_rate_per_gpu)
+                                               * self.gpus_per_instance)))
+        self.m_cap = m_cap
+        if m_cap < self.m_lb:
+            return False
+        # Replicas for the total-throughput target: a step function of M.
+        rate = goals.min_rate_total
+        if fixed_replicas is not None:
+            self.r_min, self.thresholds = fixed_replicas, []
+            if rate is not None:  # M must stay fast enough for the fixed count
+                self.m_cap = min(self.m_cap, self.max_m_for_rate(
+                    Fraction(fixed_replicas * tokens * NS_PER_S) / Fraction(rate)))
+        elif rate is None:
+            self.r_min, self.thresholds = 1, []
+        else:
+            max_r = INF if goals.max_gpus is None else goals.max_gpus // self.gpus_per_instance
+            self.r_min = replicas_needed(tokens, self.cycle_ns(self.m_lb), rate)
+            if self.r_min > max_r:
+                return False
+            r_max = min(replicas_needed(tokens, self.cycle_ns(self.m_cap), rate), max_r,
+                        self.r_min + MAX_REPLICA_STEPS)
+            # With at most r_max replicas, M must stay under r_max's threshold.
+            self.m_cap = min(self.m_cap, self.max_m_for_rate(
+                Fraction(r_max * tokens * NS_PER_S) / Fraction(rate)))
+            self.thresholds = [
+                (r, self.max_m_for_rate(Fraction(r * tokens * NS_PER_S) / Fraction(rate)))
+                for r in range(self.r_min, r_max)
+            ]
+        if goals.max_gpus is not None and self.gpu_lb > goals.max_gpus:
+            return False
+        return self.m_cap >= self.m_lb
+
+
+def _allowed(name: str, value: int, search: SearchOptions) -> bool:
+    if name in search.fix and search.fix[name] != value:
+        return False
+    return value not in search.forbid.get(name, ())
+
+
+def redundant_for(num_experts: int, ep: int, allowed: int) -> int | None:
+    """Redundant slots used with ``ep`` ranks: the most (up to ``allowed``) that keep slots
+    divisible by ``ep``; None when no count works."""
+    for r in range(allowed, -1, -1):
+        if (num_experts + r) % ep == 0:
+            return r
+    return None
+
+
+def degree_tuples(instance: Instance) -> list[tuple[Degrees, int, int]]:
+    """Every (degrees, batch, redundant slots) the search space allows and the verifier's
+    structural rules accept. Replicas are decided by the model, so they are 1 here."""
+    m, hw, s = instance.model, instance.hardware, instance.search
+    a = m.attention
+    gpn = hw.gpus_per_node
+    tps = [t for t in divisors(a.num_heads) if _allowed("tp", t, s)
+           and (s.tp_cross_node or (t <= gpn and gpn % t == 0))]
+    # Context parallelism in powers of two (ring attention implementations split that way).
+    cps = [c for c in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+           if c <= s.max_cp and _allowed("cp", c, s)]
+    pps = [p for p in range(1, min(s.max_pp, m.num_layers) + 1) if _allowed("pp", p, s)]
+    has_moe = bool(m.moe_layers)
+    out = []
+    for batch in instance.workload.batch_choices:
+        dps = [x for x in divisors(batch) if x <= s.max_dp and _allowed("dp", x, s)]
+        for tp in tps:
+            for cp in cps:
+                for dp in dps:
+                    n = tp * cp * dp
+                    for etp in divisors(n):
+                        if not _allowed("etp", etp, s):
+                            continue
+                        for ep in divisors(n // etp):
+                            if not _allowed("ep", ep, s):
+                                continue
+                            edp = n // (etp * ep)
+                            if not _allowed("edp", edp, s):
+                                continue
+                            if has_moe:
+                                red = redundant_for(m.num_experts, ep, s.redundant_experts)
+                                if red is None:
+                                    continue
+                            else:
+                                red = 0
+                            base = Degrees(tp=tp, cp=cp, dp=dp, ep=ep, etp=etp, edp=edp, pp=1)
+                            if structural_violations(m, hw, s, base, batch, red):
+                                continue
+                            for pp in pps:
+                                out.append((base.model_copy(update={"pp": pp}), batch, red))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Expert placement per (ep, layer)
+# ----------------------------------------------------------------------------------------------
+
+
+class Placements:
+    """Placement sub-model results per (ep, MoE layer), solved lazily and cached."""
+
+    def __init__(self, prep: Prepared, time_limit_s: float, workers: int, seed: int):
+        self.prep = prep
+        self.time_limit_s = time_limit_s
+        self.workers = workers
+        self.seed = seed
+        self._by_ep: dict[tuple[int, int], dict[int, PlacementResult]] = {}
+
+    def results(self, ep: int, redundant: int) -> dict[int, PlacementResult]:
+        key = (ep, redundant)
+        if key not in self._by_ep:
+            res = {}
+            for layer in self.prep.moe_layers:
+                loads = self.prep.loads[self.prep.moe_index[layer]]
+                res[layer] = place_experts_cached(
+                    loads, ep, redundant, time_limit_s=self.time_limit_s,
+                    workers=self.workers, seed=self.seed)
+            self._by_ep[key] = res
+        return self._by_ep[key]
+
+    def hot(self, ep: int, redundant: int, *, lower: bool = False) -> dict[int, tuple[int, int]]:
+        """``layer -> (hottest load units, slots on the hottest rank)``; with ``lower`` the
+        proved lower bound instead of the placement's hottest (for the GPU lower bound)."""
+        slots = (self.prep.model.num_experts + redundant) // ep
+        return {layer: ((r.lower_bound if lower else r.hottest), slots)
+                for layer, r in self.results(ep, redundant).items()}
+
+    def all_optimal(self, ep: int, redundant: int) -> bool:
+        return all(r.hottest == r.lower_bound for r in self.results(ep, redundant).values())
+
+
+# ----------------------------------------------------------------------------------------------
+# Costing the candidates
+# ----------------------------------------------------------------------------------------------
+
+
+def cost_candidates(
+    prep: Prepared,
+    tuples: list[tuple[Degrees, int, int]],
+    placements: Placements,
+    *,
+    lower: bool = False,
+) -> list[Candidate]:
+    """Cost every tuple. Layers of one kind with equal hottest load share one cost evaluation
+    (the per-layer-permuted power law makes all MoE layers of a kind equal)."""
+    cm = prep.cm
+    L = prep.model.num_layers
+    out = []
+    sig_cache: dict[tuple[int, int], tuple] = {}
+    for d, batch, red in tuples:
+        key = (d.ep, red)
+        if key not in sig_cache:
+            hot = placements.hot(d.ep, red, lower=lower) if prep.moe_layers else {}
+            sig_ids: dict[tuple, int] = {}
+            reps: list[int] = []
+            idx = np.zeros(L, dtype=np.int64)
+            for layer in range(L):
+                sig = (cm.kind[layer], hot.get(layer))
+                if sig not in sig_ids:
+                    sig_ids[sig] = len(reps)
+                    reps.append(layer)
+                idx[layer] = sig_ids[sig]
+            counts = np.bincount(idx, minlength=len(reps))
+            max_frac = max((h for h, _ in hot.values()), default=0) / LOAD_RESOLUTION
+            sig_cache[key] = (idx, reps, counts, hot, max_frac)
+        idx, reps, counts, hot, max_frac = sig_cache[key]
+        costs = [cm.layer_cost(layer, d, batch, *_hot_args(hot, layer)) for layer in reps]
+        mem = np.array([c.mem_bytes for c in costs], dtype=np.int64)
+        dec = np.array([c.decode_ns for c in costs], dtype=np.int64)
+        pre = int(np.dot(counts, [c.prefill_ns for c in costs]))
+        pre_typ = int(np.dot(counts, [c.prefill_typical_ns for c in costs]))
+        ex = cm.stage_extras(d, batch, max_frac)
+        pp = d.pp
+        ttft = pre + ex.first_prefill_ns + ex.last_prefill_ns + (pp - 1) * ex.hop_prefill_ns
+        prefill_typ = (pre_typ + ex.first_prefill_typical_ns + ex.last_prefill_typical_ns
+                       + (pp - 1) * ex.hop_prefill_typical_ns)
+        out.append(Candidate(
+            d=d, batch=batch, redundant=red,
+            mem_prefix=np.concatenate(([0], np.cumsum(mem[idx]))),
+            dec_prefix=np.concatenate(([0], np.cumsum(dec[idx]))),
+            mem_first=ex.first_weight_bytes,
+            mem_last=ex.last_weight_bytes + ex.last_bytes,
+            mem_every=ex.every_bytes,
+            dec_first=ex.first_decode_ns,
+            dec_last=ex.last_decode_ns,
+            hop_dec=ex.hop_decode_ns,
+            ttft_ns=ttft,
+            prefill_batch_ns=ceil_div(ceil_div(batch, d.dp) * prefill_typ, pp),
+            output_len=prep.instance.workload.output_len,
+        ))
+    return out
+
+
+def _hot_args(hot: dict[int, tuple[int, int]], layer: int) -> tuple[int, int, int]:
+    h, slots = hot.get(layer, (0, 0))
+    return h, LOAD_RESOLUTION, slots
+
+
+class Coster:
+    """Costs tuples lazily in order of ``gpus_per_instance``, a valid lower bound on the GPUs of
+    any plan built from the tuple (replicas >= 1), so that tuples that cannot matter are never
+    costed."""
+
+    def __init__(self, prep: Prepared, tuples, placements: Placements, *, lower: bool = False):
+        self.prep = prep
+        self.placements = placements
+        self.lower = lower
+        self.tuples = sorted(tuples, key=lambda t: t[0].gpus_per_instance)
+        self.static_lb = [t[0].gpus_per_instance for t in self.tuples]
+        self.costed: list[Candidate] = []
+
+    def upto(self, limit: int) -> list[Candidate]:
+        """Every tuple whose static lower bound is at most ``limit``, costed."""
+        n = bisect.bisect_right(self.static_lb, limit)
+        if n > len(self.costed):
+            self.costed += cost_candidates(self.prep, self.tuples[len(self.costed):n],
+                                           self.placements, lower=self.lower)
+        return self.costed[:n]
+
+    def first_static_above(self, limit: int) -> int:
+        n = bisect.bisect_right(self.static_lb, limit)
+        return self.static_lb[n] if n < len(self.static_lb) else INF
+
+
+class Pool:
+    """The candidates that can meet ``goals``, admitted level by level."""
+
+    def __init__(self, coster: Coster, goals: Goals, cap_bytes: int, search: SearchOptions):
+        self.coster = coster
+        self.goals = goals
+        self.cap = cap_bytes
+        self.fixed_r = search.fix.get("replicas")
+        self.cands: list[Candidate] = []
+        self._seen = 0
+
+    def upto(self, limit: int) -> list[Candidate]:
+        raw = self.coster.upto(limit)
+        for c in raw[self._seen:]:
+            b = c.bounded(self.goals, self.cap, self.fixed_r)
+            if b is not None:
+                self.cands.append(b)
+        self._seen = max(self._seen, len(raw))
+        return [c for c in self.cands if c.gpu_lb <= limit]
+
+    def excluded_lb(self, limit: int) -> int:
+        """A lower bound on the GPUs of every candidate that ``upto(limit)`` leaves out."""
+        costed = min((c.gpu_lb for c in self.cands if c.gpu_lb > limit), default=INF)
+        return min(costed, self.coster.first_static_above(limit))
+
+    def first_limit(self) -> int:
+        return self.coster.static_lb[0] if self.coster.static_lb else INF
+
+
+# ----------------------------------------------------------------------------------------------
+# The CP-SAT model
+# ----------------------------------------------------------------------------------------------
+
+
+class PlannerModel:
+    """Decision variables for a list of candidates and the questions asked of them."""
+
+    def __init__(self, cands: list[Candidate], cap_bytes: int, search: SearchOptions):
+        self.cands = cands
+        self.model = cp_model.CpModel()
+        self.sel: list[cp_model.IntVar] = []
+        self.pos: list[list[cp_model.IntVar]] = []
+        self.M: list[cp_model.IntVar] = []
+        self.z: list[list[tuple[int, cp_model.IntVar]]] = []
+        m = self.model
+        for t, c in enumerate(cands):
+            sel = m.new_bool_var(f"sel[{t}]")
+            self.sel.append(sel)
+            M = m.new_int_var(0, c.m_cap, f"M[{t}]")
+            self.M.append(M)
+            self._add_stages(t, c, sel, M, cap_bytes)
+            self._add_replicas(t, c, sel, M)
+        m.add_exactly_one(self.sel)
+        self._add_replica_rules(search)
+
+    # -- constraints, one family per method -----------------------------------------------------
+
+    def _add_stages(self, t: int, c: Candidate, sel, M, cap_bytes: int) -> None:
+        """Contiguous stages: ``pos[0] = 0 < pos[1] < … < pos[pp] = L``; stage ``s`` holds layers
+        ``pos[s] … pos[s+1]-1``; its memory and decode time are prefix-sum differences."""
+        m, L, pp = self.model, c.num_layers, c.pp
+        pos: list = [0]
+        for k in range(1, pp):
+            pos.append(m.new_int_var(k, L - pp + k, f"pos[{t},{k}]"))
+        pos.append(L)
+        self.pos.append(pos)
+        for k in range(1, pp - 1):
+            m.add(pos[k] + 1 <= pos[k + 1])
+        mem_prefix = [int(x) for x in c.mem_prefix]
+        dec_prefix = [int(x) for x in c.dec_prefix]
+        mem_at: list = [0]
+        dec_at: list = [0]
+        for k in range(1, pp):
+            em = m.new_int_var(mem_prefix[k], mem_prefix[L - pp + k], f"mem_at[{t},{k}]")
+            ed = m.new_int_var(dec_prefix[k], dec_prefix[L - pp + k], f"dec_at[{t},{k}]")
+            m.add_element(pos[k], mem_prefix, em)
+            m.add_element(pos[k], dec_prefix, ed)
+            mem_at.append(em)
+            dec_at.append(ed)
+        mem_at.append(mem_prefix[L])
+        dec_at.append(dec_prefix[L])
+        for s in range(pp):
+            m.add(mem_at[s + 1] - mem_at[s] + c.fixed_mem(s) <= cap_bytes).only_enforce_if(sel)
+            m.add(dec_at[s + 1] - dec_at[s] + c.fixed_dec(s) <= M).only_enforce_if(sel)
+        # Symmetry breaking: an unchosen tuple's boundaries are irrelevant; pin them.
+        for k in range(1, pp):
+            m.add(pos[k] == k).only_enforce_if(~sel)
+
+    def _add_replicas(self, t: int, c: Candidate, sel, M) -> None:
+        """``z[t, r]`` is forced when the slowest stage is too slow for ``r`` replicas."""
+        zs = []
+        for r, m_r in c.thresholds:
+            z = self.model.new_bool_var(f"z[{t},{r}]")
+            self.model.add_implication(z, sel)
+            self.model.add(M <= m_r).only_enforce_if(~z)
+            zs.append((r, z))
+        # z are ordered: needing r+1 replicas implies needing more than r.
+        for (_, a), (_, b) in zip(zs, zs[1:]):
+            self.model.add_implication(b, a)
+        self.z.append(zs)
+
+    def _add_replica_rules(self, search: SearchOptions) -> None:
+        for v in search.forbid.get("replicas", ()):
+            self.model.add(self.replicas_expr() != v)
+
+    # -- expressions ---------------------------------------------------------------------------
+
+    def replicas_expr(self):
+        return sum(c.r_min * s + sum(z for _, z in zs)
+                   for c, s, zs in zip(self.cands, self.sel, self.z))
+
+    def gpus_expr(self):
+        return sum(c.gpus_per_instance * (c.r_min * s + sum(z for _, z in zs))
+                   for c, s, zs in zip(self.cands, self.sel, self.z))
+
+    def gpu_time_per_token_expr(self):
+        """``SCALE · gpus_per_instance · cycle / tokens`` — the inverse of tokens/s per GPU."""
+        terms = []
+        for c, s, M in zip(self.cands, self.sel, self.M):
+            tokens = c.batch * c.output_len
+            a = round(TIE_BREAK_SCALE * c.gpus_per_instance * c.output_len * c.pp / tokens)
+            b = round(TIE_BREAK_SCALE * c.gpus_per_instance * c.cycle_ns(0) / tokens)
+            terms.append(a * M + b * s)
+        return sum(terms)
+
+    def ttft_expr(self):
+        return sum(c.ttft_ns * s for c, s in zip(self.cands, self.sel))
+
+    def tpot_expr(self):
+        return sum(c.pp * M + c.pp * (c.hop_dec if c.pp > 1 else 0) * s
+                   for c, s, M in zip(self.cands, self.sel, self.M))
+
+    # -- answers -------------------------------------------------------------------------------
+
+    def chosen(self, solver: cp_model.CpSolver) -> int:
+        return next(t for t, s in enumerate(self.sel) if solver.boolean_value(s))
+
+    def extract(self, solver: cp_model.CpSolver) -> tuple[Candidate, list[tuple[int, int]], int]:
+        t = self.chosen(solver)
+        c = self.cands[t]
+        pos = [p if isinstance(p, int) else solver.value(p) for p in self.pos[t]]
+        bounds = [(pos[s], pos[s + 1] - 1) for s in range(c.pp)]
+        replicas = c.r_min + sum(solver.boolean_value(z) for _, z in self.z[t])
+        return c, bounds, replicas
+
+    def hint(self, solver: cp_model.CpSolver) -> None:
+        """Complete hint from a previous solve of the same model (warm start)."""
+        self.model.clear_hints()
+        for t in range(len(self.cands)):
+            self.model.add_hint(self.sel[t], solver.boolean_value(self.sel[t]))
+            self.model.add_hint(self.M[t], solver.value(self.M[t]))
+            for p in self.pos[t]:
+                if not isinstance(p, int):
+                    self.model.add_hint(p, solver.value(p))
+            for _, z in self.z[t]:
+                self.model.add_hint(z, solver.boolean_value(z))
+
+
+# ----------------------------------------------------------------------------------------------
+# Solving
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    status: str  # OPTIMAL | FEASIBLE | INFEASIBLE | UNKNOWN
+    candidate: Candidate | None = None
+    bounds: list[tuple[int, int]] | None = None
+    replicas: int = 1
+    objective: int | None = None
+    bound: int | None = None
+    objectives: dict[str, int] = field(default_factory=dict)
+    improving: int = 0
+    conflicts: int = 0
+
+
+class _Counter(cp_model.CpSolverSolutionCallback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def on_solution_callback(self) -> None:
+        self.count += 1
+
+
+def _new_solver(time_s: float, workers: int, seed: int) -> cp_model.CpSolver:
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = max(0.01, time_s)
+    solver.parameters.num_workers = workers
+    solver.parameters.random_seed = seed
+    return solver
+
+
+def solve_candidates(
+    pool: Pool,
+    search: SearchOptions,
+    deadline: float,
+    *,
+    objective: str = "gpus",
+    tie_breaks: bool = True,
+) -> Outcome:
+    """Lexicographic solve with level-by-level admission (see the module docstring): the model
+    holds the candidates whose GPU lower bound is at most ``limit``; the answer is final once its
+    GPU count is below the lower bound of everything left out."""
+    cap_bytes = pool.cap
+    limit = pool.first_limit() if objective == "gpus" else INF
+    improving = 0
+    while True:
+        if limit == INF and not pool.coster.tuples:
+            return Outcome("INFEASIBLE")
+        sub = pool.upto(limit)
+        excluded_lb = pool.excluded_lb(limit)
+        if not sub:
+            if excluded_lb == INF:
+                return Outcome("INFEASIBLE", improving=improving)
+            limit = max(excluded_lb, 2 * limit)
+            continue
+        pm = PlannerModel(sub, cap_bytes, search)
+        exprs = {
+            "gpus": pm.gpus_expr, "gpu_time": pm.gpu_time_per_token_expr,
+            "ttft": pm.ttft_expr, "tpot": pm.tpot_expr,
+        }
+        pm.model.minimize(exprs[objective]())
+        solver = _new_solver(deadline - time.monotonic(), search.workers, search.random_seed)
+        counter = _Counter()
+        status = solver.solve(pm.model, counter)
+        improving += counter.count
+        if status == cp_model.INFEASIBLE:
+            if excluded_lb == INF:
+                return Outcome("INFEASIBLE", improving=improving)
+            limit = max(excluded_lb, 2 * limit)  # admit more: at least double the GPU budget
+            continue
+        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            return Outcome("UNKNOWN", improving=improving,
+                           bound=min(int(solver.best_objective_bound), excluded_lb)
+                           if objective == "gpus" else None)
+        value = round(solver.objective_value)
+        if objective == "gpus" and value >= excluded_lb:
+            # A left-out tuple might tie or beat this plan: admit everything up to its count.
+            limit = value
+            continue
+        proved = status == cp_model.OPTIMAL
+        bound = round(solver.best_objective_bound)
+        if objective == "gpus":
+            bound = min(bound, excluded_lb)
+        out_objs = {objective: value}
+        if proved and tie_breaks and objective == "gpus":
+            # Lexicographic: fix the GPU count, then the tie-breaks in order.
+            pm.model.add(pm.gpus_expr() == value)
+            for name in ("gpu_time", "ttft"):
+                pm.hint(solver)
+                pm.model.minimize(exprs[name]())
+                prev = solver
+                solver = _new_solver(deadline - time.monotonic(), search.workers,
+                                     search.random_seed)
+                st = solver.solve(pm.model)
+                if st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+                    solver = prev  # keep the last answer we have
+                    break
+                v = round(solver.objective_value)
+                out_objs[name] = v
+                if st != cp_model.OPTIMAL:
+                    break
+                pm.model.add(exprs[name]() == v)
+        c, bounds, replicas = pm.extract(solver)
+        return Outcome(
+            "OPTIMAL" if proved else "FEASIBLE", c, bounds, replicas, objective=value,
+            bound=bound, objectives=out_objs, improving=improving,
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# Public entry point
+# ----------------------------------------------------------------------------------------------
+
+
+def solve(
+    instance: Instance,
+    *,
+    time_limit_s: float | None = None,
+    workers: int | None = None,
+) -> SolveResult:
+    """Plan ``instance`` with the fewest GPUs; see the module docstring and docs/solver.md."""
+    start = time.monotonic()
+    search = instance.search
+    if time_limit_s is not None or workers is not None:
+        search = search.model_copy(update={
+            k: v for k, v in (("time_limit_s", time_limit_s), ("workers", workers))
+            if v is not None})
+    deadline = start + search.time_limit_s
+    prep = Prepared(instance)
+    cap = round(instance.hardware.hbm_gb * BYTES_PER_GB)
+    goals = Goals.of(instance.workload.targets)
+    placements = Placements(
+        prep, min(PLACEMENT_TIME_CAP_S, PLACEMENT_TIME_SHARE * search.time_limit_s),
+        search.workers, search.random_seed)
+    tuples = degree_tuples(instance)
+    coster = Coster(prep, tuples, placements)
+    outcome = solve_candidates(Pool(coster, goals, cap, search), search, deadline)
+
+    if outcome.candidate is None:
+        explanation = explain(prep, coster, goals, cap, search,
+                              deadline=time.monotonic() + max(2.0, 0.25 * search.time_limit_s))
+        status = "INFEASIBLE" if outcome.status == "INFEASIBLE" else "UNKNOWN"
+        return SolveResult(
+            status=status, solve_time_s=time.monotonic() - start,
+            solver=f"ortools-cpsat {ORTOOLS_VERSION}", tie_breaks=TIE_BREAKS,
+            explanation=explanation if status == "INFEASIBLE" else None,
+            bound=outcome.bound, improving_solutions=outcome.improving)
+
+    c = outcome.candidate
+    d = c.d.model_copy(update={"replicas": outcome.replicas})
+    placement_results = placements.results(d.ep, c.redundant) if prep.moe_layers else {}
+    plan = Plan(
+        degrees=d,
+        batch=c.batch,
+        stages=tuple(Stage(first_layer=a, last_layer=b) for a, b in outcome.bounds or []),
+        placement=tuple(LayerPlacement(layer=layer, ranks=r.ranks)
+                        for layer, r in placement_results.items()) or None,
+    )
+    report = verify(instance, plan)
+    if not report.valid:
+        raise PlannerError("planner returned a plan the verifier rejects: "
+                           + "; ".join(str(v) for v in report.violations))
+    status, bound = outcome.status, outcome.bound
+    if status == "OPTIMAL" and prep.moe_layers and not all(
+        placements.all_optimal(ep, red) for ep, red in {(t[0].ep, t[2]) for t in tuples}
+    ):
+        # Some placements are not proved optimal: re-solve with their lower bounds to get a
+        # valid lower bound on GPUs; OPTIMAL only if it meets the plan.
+        lb_pool = Pool(Coster(prep, tuples, placements, lower=True), goals, cap, search)
+        lb = solve_candidates(lb_pool, search, max(deadline, time.monotonic() + 5),
+                              tie_breaks=False)
+        lb_val = lb.objective if lb.status == "OPTIMAL" else lb.bound
+        bound = min(bound or INF, lb_val if lb_val is not None else 0)
+        if bound < outcome.objective:
+            status = "FEASIBLE"
+    experts = tuple(
+        LayerExperts(
+            layer=layer,
+            hottest_load=r.hottest / LOAD_RESOLUTION,
+            greedy_hottest_load=r.greedy_hottest / LOAD_RESOLUTION,
+            lower_bound=r.lower_bound / LOAD_RESOLUTION,
+            optimal=r.hottest == r.lower_bound,
+            replicated_experts=sum(1 for x in np.bincount(
+                [e for rank in r.ranks for e in rank], minlength=prep.model.num_experts)
+                if x > 1),
+        )
+        for layer, r in placement_results.items()
+    )
+    gap = None if bound is None else max(0.0, (outcome.objective - bound) / outcome.objective)
+    return SolveResult(
+        status=status,
+        plan=plan,
+        metrics=evaluate(prep, plan).metrics,
+        objective=outcome.objective,
+        bound=bound,
+        gap=gap,
+        solve_time_s=time.monotonic() - start,
+        solver=f"ortools-cpsat {ORTOOLS_VERSION}",
+        tie_breaks=TIE_BREAKS,
+        experts=experts,
+        improving_solutions=outcome.improving,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Explaining infeasibility
+# ----------------------------------------------------------------------------------------------
+
+_TARGET_NAMES = {
+    "ttft_ns": "max_ttft_s",
+    "tpot_ns": "max_tpot_s",
+    "min_rate_per_gpu": "min_output_tokens_per_s_per_gpu",
+    "min_rate_total": "min_output_tokens_per_s",
+    "max_gpus": "max_gpus",
+}
+
+
+def explain(
+    prep: Prepared,
+    coster: Coster,
+    goals: Goals,
+    cap: int,
+    search: SearchOptions,
+    *,
+    deadline: float,
+) -> Explanation:
+    """Which targets conflict, and the nearest values that a plan can reach."""
+    inst = prep.instance
+
+    def feasible(g: Goals, objective: str = "gpus") -> Outcome:
+        return solve_candidates(Pool(coster, g, cap, search), search, deadline,
+                                objective=objective, tie_breaks=False)
+
+    if not coster.tuples:
+        return Explanation(
+            summary="No degree tuple satisfies the divisibility and node rules with the search "
+            "options given (check search.fix / search.forbid, max_pp/max_cp/max_dp and "
+            "redundant_experts).",
+            conflicts=("search space",),
+        )
+    mem_only = goals.without("ttft_ns", "tpot_ns", "min_rate_per_gpu", "min_rate_total",
+                             "max_gpus")
+    if feasible(mem_only).status == "INFEASIBLE":
+        smallest = min(coster.upto(INF), key=lambda c: max(
+            (c.mem_prefix[-1] + c.mem_first + c.mem_last) / c.pp + c.mem_every, 0))
+        need = (smallest.mem_prefix[-1] + smallest.mem_first + smallest.mem_last) / smallest.pp \
+            + smallest.mem_every
+        return Explanation(
+            summary=f"The model does not fit any allowed grid: even the most sharded one "
+            f"({smallest.d.short()}, batch {smallest.batch}) needs about {need / 1e9:.1f} GB per "
+            f"GPU against {inst.hardware.hbm_gb:g} GB. Allow more pipeline stages (max_pp), "
+            f"cross-node EP/TP, a smaller batch or context, or lower precision.",
+            conflicts=("memory",),
+            nearest={"min_gb_per_gpu_needed": round(need / 1e9, 2)},
+        )
+    nearest: dict[str, float] = {}
+    within = mem_only if goals.max_gpus is None else Goals(max_gpus=goals.max_gpus)
+    o = feasible(within, "ttft")
+    if o.candidate is not None:
+        nearest["lowest_ttft_s"] = o.candidate.ttft_ns / NS_PER_S
+    o = feasible(within, "tpot")
+    if o.objective is not None:
+        nearest["lowest_tpot_s"] = o.objective / NS_PER_S
+    o = feasible(within, "gpu_time")
+    if o.candidate is not None and o.bounds is not None:
+        c = o.candidate
+        m = max(c.dec_prefix[b + 1] - c.dec_prefix[a] + c.fixed_dec(s)
+                for s, (a, b) in enumerate(o.bounds))
+        nearest["highest_output_tokens_per_s_per_gpu"] = (
+            c.batch * c.output_len * NS_PER_S / c.cycle_ns(m) / c.gpus_per_instance)
+    if goals.max_gpus is not None:
+        o = feasible(goals.without("max_gpus"))
+        if o.objective is not None:
+            nearest["gpus_needed_without_max_gpus"] = float(o.objective)
+    # Which targets conflict: each alone (within max GPUs), then pairs.
+    active = [k for k in ("ttft_ns", "tpot_ns", "min_rate_per_gpu", "min_rate_total")
+              if getattr(goals, k) is not None]
+    alone_bad = []
+    for k in active:
+        g = Goals(max_gpus=goals.max_gpus, **{k: getattr(goals, k)})
+        if feasible(g).status == "INFEASIBLE":
+            alone_bad.append(k)
+    conflicts: list[str] = []
+    lines = []
+    limit = f" within max_gpus = {goals.max_gpus}" if goals.max_gpus is not None else ""
+    for k in alone_bad:
+        conflicts.append(_TARGET_NAMES[k] + (" + max_gpus" if goals.max_gpus else ""))
+        lines.append(f"{_TARGET_NAMES[k]} alone is out of reach{limit}")
+    if not alone_bad:
+        for i, a in enumerate(active):
+            for b in active[i + 1:]:
+                g = Goals(max_gpus=goals.max_gpus, **{a: getattr(goals, a), b: getattr(goals, b)})
+                if feasible(g).status == "INFEASIBLE":
+                    conflicts.append(f"{_TARGET_NAMES[a]} + {_TARGET_NAMES[b]}")
+                    lines.append(f"{_TARGET_NAMES[a]} and {_TARGET_NAMES[b]} cannot both hold"
+                                 f"{limit}")
+    if not lines:
+        if goals.max_gpus is not None and "gpus_needed_without_max_gpus" in nearest:
+            conflicts.append("max_gpus")
+            lines.append(f"the targets together need {int(nearest['gpus_needed_without_max_gpus'])}"
+                         f" GPUs, above max_gpus = {goals.max_gpus}")
+        else:
+            conflicts.append(" + ".join(_TARGET_NAMES[k] for k in active) or "targets")
+            lines.append("the targets cannot all hold at once")
+    near = ", ".join(f"{k} = {v:.4g}" for k, v in nearest.items())
+    return Explanation(
+        summary="No plan meets every target: " + "; ".join(lines) + "."
+        + (f" Nearest reachable: {near}." if near else ""),
+        conflicts=tuple(conflicts),
+        nearest=nearest,
+    )
