@@ -340,15 +340,15 @@ class CostModel:
         kv_bytes = math.ceil(seqs_per_rank * ceil_div(ctx_max, cp) * self.kv_token[layer]
                              / self.kv_shard(tp))
 
-        # ---- prefill: a wave of dp requests, each split over cp ranks ----
-        def prefill(seq: int) -> dict[str, float]:
+        # ---- prefill: a wave of `requests` prompts per attention-DP rank, split over cp ----
+        def prefill(seq: int, requests: int) -> dict[str, float]:
             t: dict[str, float] = {}
-            tokens = ceil_div(seq, cp)  # tokens this GPU's attention rank holds
+            tokens = requests * ceil_div(seq, cp)  # tokens this GPU's attention rank holds
             act = tokens * hidden * self.a_bytes
             t["attn_proj"] = self.roof.op(2 * tokens * attn_params,
                                           attn_params * self.w_bytes + 4 * act,
                                           self.roof.weight_flops)
-            pairs = self.causal_pairs(seq, window) / cp
+            pairs = requests * self.causal_pairs(seq, window) / cp
             kv_read = tokens * self.kv_token[layer] / self.kv_shard(tp)
             t["attn_core"] = self.roof.op(pairs * self._attn_core_flops_per_pair(tp),
                                           2 * act + kv_read, self.roof.attn_flops)
@@ -356,7 +356,8 @@ class CostModel:
                                           dense_params * self.w_bytes + 2 * act,
                                           self.roof.weight_flops)
             if is_moe:
-                routed = dp * seq * lp.top_k * hot_frac / edp  # assignments on the hottest GPU
+                # routed token assignments on the busiest GPU
+                routed = dp * requests * seq * lp.top_k * hot_frac / edp
                 touched = expected_touched(hot_slots, routed)
                 t["moe_experts"] = self.roof.op(
                     2 * routed * lp.expert / etp,
@@ -370,7 +371,10 @@ class CostModel:
                 t["cp_comm"] = self.link(tp * cp).ring(kv_block, cp - 1)
             return t
 
-        return weight_bytes, kv_bytes, prefill(wl.max_input), prefill(wl.input_len)
+        # TTFT: one maximum-length prompt per rank. Throughput: the rank's whole share of the
+        # batch prefilled together, so weights are read once per wave, not once per prompt.
+        return (weight_bytes, kv_bytes, prefill(wl.max_input, 1),
+                prefill(wl.input_len, seqs_per_rank))
 
     def _decode_cost(
         self, layer: int, d: Degrees, micro: int, hot_frac: float, hot_slots: int
@@ -441,6 +445,7 @@ class CostModel:
                                     * (2 * hidden + 2 * m.expert_ffn_width / d.etp))
         micro = ceil_div(batch, pp)
         seqs = ceil_div(micro, dp)
+        per_rank = ceil_div(batch, dp)  # prompts per attention-DP rank in a throughput wave
         comm_buffers = 0
         if tp > 1 or pp > 1 or d.ep > 1 or cp > 1:
             comm_buffers = 2 * max(tokens, seqs) * hidden * math.ceil(self.a_bytes)
@@ -468,12 +473,12 @@ class CostModel:
             last_bytes=logits,
             first_prefill_ns=_ceil_ns(emb_time(tokens)),
             last_prefill_ns=_ceil_ns(head_time(1)),
-            first_prefill_typical_ns=_ceil_ns(emb_time(ceil_div(wl.input_len, cp))),
-            last_prefill_typical_ns=_ceil_ns(head_time(1)),
+            first_prefill_typical_ns=_ceil_ns(emb_time(per_rank * ceil_div(wl.input_len, cp))),
+            last_prefill_typical_ns=_ceil_ns(head_time(per_rank)),
             first_decode_ns=_ceil_ns(emb_time(seqs)),
             last_decode_ns=_ceil_ns(head_time(seqs)),
             hop_prefill_ns=hop(tokens),
-            hop_prefill_typical_ns=hop(ceil_div(wl.input_len, cp)),
+            hop_prefill_typical_ns=hop(per_rank * ceil_div(wl.input_len, cp)),
             hop_decode_ns=hop(seqs),
             memory_terms={
                 "activation_workspace": math.ceil(workspace) + moe_buffers,

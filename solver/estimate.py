@@ -117,7 +117,7 @@ def assemble(
     tpot = pp * (max(dec) + (extras.hop_decode_ns if pp > 1 else 0))
     prefill_typ = (sum(c.prefill_typical_ns for c in costs) + extras.first_prefill_typical_ns
                    + extras.last_prefill_typical_ns + (pp - 1) * extras.hop_prefill_typical_ns)
-    prefill_batch = ceil_div(ceil_div(batch, d.dp) * prefill_typ, pp)
+    prefill_batch = ceil_div(prefill_typ, pp)
     return Assembled(
         stage_mem_bytes=tuple(mem),
         stage_decode_ns=tuple(dec),

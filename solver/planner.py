@@ -60,7 +60,7 @@ from solver.schema import (
     ceil_div,
     divisors,
 )
-from solver.verify import structural_violations, verify
+from solver.verify import redundant_for, structural_violations, verify
 
 #: Scale of the tie-break objective "GPU-ns per output token" (1e-3 GPU-ns resolution).
 TIE_BREAK_SCALE = 1000
@@ -246,15 +246,6 @@ def _allowed(name: str, value: int, search: SearchOptions) -> bool:
     return value not in search.forbid.get(name, ())
 
 
-def redundant_for(num_experts: int, ep: int, allowed: int) -> int | None:
-    """Redundant slots used with ``ep`` ranks: the most (up to ``allowed``) that keep slots
-    divisible by ``ep``; None when no count works."""
-    for r in range(allowed, -1, -1):
-        if (num_experts + r) % ep == 0:
-            return r
-    return None
-
-
 def degree_tuples(instance: Instance) -> list[tuple[Degrees, int, int]]:
     """Every (degrees, batch, redundant slots) the search space allows and the verifier's
     structural rules accept. Replicas are decided by the model, so they are 1 here."""
@@ -392,7 +383,7 @@ def cost_candidates(
             dec_last=ex.last_decode_ns,
             hop_dec=ex.hop_decode_ns,
             ttft_ns=ttft,
-            prefill_batch_ns=ceil_div(ceil_div(batch, d.dp) * prefill_typ, pp),
+            prefill_batch_ns=ceil_div(prefill_typ, pp),
             output_len=prep.instance.workload.output_len,
         ))
     return out
@@ -754,8 +745,11 @@ def solve(
         raise PlannerError("planner returned a plan the verifier rejects: "
                            + "; ".join(str(v) for v in report.violations))
     status, bound = outcome.status, outcome.bound
+    # Only costed tuples depend on placements: the rest were excluded by GPU bounds that hold
+    # whatever their placement.
     if status == "OPTIMAL" and prep.moe_layers and not all(
-        placements.all_optimal(ep, red) for ep, red in {(t[0].ep, t[2]) for t in tuples}
+        placements.all_optimal(ep, red)
+        for ep, red in {(c.d.ep, c.redundant) for c in coster.costed}
     ):
         # Some placements are not proved optimal: re-solve with their lower bounds to get a
         # valid lower bound on GPUs; OPTIMAL only if it meets the plan.

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from solver.costmodel import BYTES_PER_GB, NS_PER_S, rate_meets, seconds_to_ns_floor
 from solver.estimate import Evaluation, Prepared, evaluate
+from solver.params import check_declared
 from solver.schema import Degrees, HardwareSpec, Instance, ModelSpec, Plan, SearchOptions
 
 
@@ -33,6 +34,7 @@ class Report:
     violations: list[Violation]
     evaluation: Evaluation | None = None
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def valid(self) -> bool:
@@ -45,8 +47,22 @@ class Report:
                 {"rule": v.rule, "field": v.field, "message": v.message} for v in self.violations
             ],
             "notes": self.notes,
+            "warnings": self.warnings,
             "estimate": self.evaluation.to_dict() if self.evaluation else None,
         }
+
+
+def redundant_for(num_experts: int, ep: int, allowed: int) -> int | None:
+    """Redundant slots used with ``ep`` ranks: the most (up to ``allowed``) that keep the slots
+    divisible by ``ep``; None when no count works. A replica only helps on another rank, so one
+    rank gets none and an expert never needs more than ``ep`` copies. Redundant slots are an
+    allowance, not an obligation: fewer (even none) are used when that divides."""
+    if ep == 1:
+        return 0
+    for r in range(min(allowed, num_experts * (ep - 1)), -1, -1):
+        if (num_experts + r) % ep == 0:
+            return r
+    return None
 
 
 def structural_violations(
@@ -75,7 +91,9 @@ def structural_violations(
         if (d.tp <= kv and kv % d.tp) or (d.tp > kv and d.tp % kv):
             v.append(Violation("divisibility", f"tp = {d.tp} neither divides nor is a multiple of "
                                f"the {kv} KV heads", "degrees.tp"))
-    slots = model.num_experts + (search.redundant_experts if redundant is None else redundant)
+    if redundant is None:
+        redundant = redundant_for(model.num_experts, d.ep, search.redundant_experts) or 0
+    slots = model.num_experts + redundant
     if model.moe_layers:
         if d.ep > slots:
             v.append(Violation("divisibility", f"ep = {d.ep} exceeds the {slots} expert slots "
@@ -134,7 +152,7 @@ def verify(instance: Instance, plan: Plan | None = None) -> Report:
             f"·{d.tp}·{d.cp}·{d.dp} = {d.gpus}", "claimed_total_gpus"))
 
     # -- degrees, divisibility, node boundaries --
-    redundant = search.redundant_experts
+    redundant = redundant_for(m.num_experts, d.ep, search.redundant_experts) or 0
     if plan.placement:
         slots_used = {sum(len(r) for r in p.ranks) for p in plan.placement}
         if len(slots_used) == 1:
@@ -202,12 +220,16 @@ def verify(instance: Instance, plan: Plan | None = None) -> Report:
     if plan.claimed_metrics:
         v.extend(_claim_violations(plan.claimed_metrics, met.model_dump()))
 
+    warnings = []
+    declared = check_declared(m)
+    if declared:
+        warnings.append(declared)
     notes = []
     if plan.stages is None:
         notes.append("no stages given: evaluated with balanced contiguous stages")
     if plan.placement is None and m.moe_layers:
         notes.append("no expert placement given: evaluated with contiguous expert blocks per rank")
-    return Report(violations=v, evaluation=ev, notes=notes)
+    return Report(violations=v, evaluation=ev, notes=notes, warnings=warnings)
 
 
 #: A claimed figure this much better than the cost model's is reported as a false claim.
