@@ -26,7 +26,9 @@ MAX_INSTANCE_BYTES = 16 * 1024 * 1024
 class InputError(ValueError):
     """Bad input: ``field`` names where, the message says which rule."""
 
-    def __init__(self, message: str, field: str = "", violations: list[tuple[str, str]] | None = None):
+    def __init__(
+        self, message: str, field: str = "", violations: list[tuple[str, str]] | None = None
+    ):
         super().__init__(message)
         self.field = field
         self.violations = violations or ([(field, message)] if field else [])
@@ -160,7 +162,8 @@ _DEGREE_KEYS = set(Degrees.model_fields)
 
 
 def parse_plan_arg(text: str, default_batch: int | None) -> Plan:
-    """A plan from ``tp=8,ep=8,pp=2,batch=64`` (missing degrees are 1), or a YAML/JSON file."""
+    """A plan from ``tp=8,ep=8,pp=2,batch=64``, or a YAML/JSON file. Missing attention and
+    pipeline degrees are 1; missing expert degrees follow :func:`_default_expert_degrees`."""
     p = Path(text)
     if "=" not in text and (p.exists() or p.suffix.lower() in {".json", ".yaml", ".yml"}):
         data = read_document(p)
@@ -189,4 +192,20 @@ def parse_plan_arg(text: str, default_batch: int | None) -> Plan:
                              ", batch)", "plan")
     if batch is None:
         raise InputError("--plan: the workload gives a batch range; add batch=N", "plan.batch")
+    _default_expert_degrees(degrees)
     return plan_from_dict({"degrees": degrees, "batch": batch})
+
+
+def _default_expert_degrees(degrees: dict[str, int]) -> None:
+    """Fill the expert degrees a short plan leaves out the way engines default: without ``ep``
+    experts are split by tensor parallelism (``etp = tp``, vLLM without expert parallelism),
+    with ``ep`` they are whole (``etp = 1``); ``edp`` takes the rest of the stage's GPUs."""
+    tp, cp, dp = (degrees.get(k, 1) for k in ("tp", "cp", "dp"))
+    if min(tp, cp, dp, degrees.get("ep", 1), degrees.get("etp", 1)) <= 0:
+        return  # validation names the bad degree
+    if "etp" not in degrees:
+        degrees["etp"] = 1 if "ep" in degrees else tp
+    ep = degrees.get("ep", 1)
+    if "edp" not in degrees:
+        grid, expert = tp * cp * dp, degrees["etp"] * ep
+        degrees["edp"] = grid // expert if grid % expert == 0 else 1

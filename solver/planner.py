@@ -32,6 +32,7 @@ import math
 import time
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from typing import NamedTuple
 
 import numpy as np
 from ortools import __version__ as ORTOOLS_VERSION
@@ -67,6 +68,8 @@ TIE_BREAK_SCALE = 1000
 #: Share of the time limit the placement sub-models may use, and the cap per sub-model.
 PLACEMENT_TIME_SHARE = 0.3
 PLACEMENT_TIME_CAP_S = 2.0
+#: Tuples costed between two deadline checks.
+COST_CHUNK = 512
 #: Largest number of replica thresholds modelled per tuple (beyond: the tuple is dropped).
 MAX_REPLICA_STEPS = 256
 INF = 1 << 62
@@ -119,7 +122,7 @@ class Goals:
 class Candidate:
     """One degree tuple, costed. Integers: ns and bytes."""
 
-    d: Degrees
+    d: Grid
     batch: int
     redundant: int
     mem_prefix: np.ndarray  # int64, length L+1: memory of layers [0, i) per GPU
@@ -246,9 +249,29 @@ def _allowed(name: str, value: int, search: SearchOptions) -> bool:
     return value not in search.forbid.get(name, ())
 
 
-def degree_tuples(instance: Instance) -> list[tuple[Degrees, int, int]]:
-    """Every (degrees, batch, redundant slots) the search space allows and the verifier's
-    structural rules accept. Replicas are decided by the model, so they are 1 here."""
+class Grid(NamedTuple):
+    """Degrees of one serving instance (replicas are decided by the model). Duck-types the
+    attributes of :class:`Degrees` the cost model reads, at a fraction of the cost."""
+
+    tp: int
+    cp: int
+    dp: int
+    ep: int
+    etp: int
+    edp: int
+    pp: int
+
+    @property
+    def gpus_per_instance(self) -> int:
+        return self.pp * self.tp * self.cp * self.dp
+
+    def degrees(self, replicas: int = 1) -> Degrees:
+        return Degrees(**self._asdict(), replicas=replicas)
+
+
+def degree_tuples(instance: Instance) -> list[tuple[Grid, int, int]]:
+    """Every (grid, batch, redundant slots) the search space allows and the verifier's
+    structural rules accept."""
     m, hw, s = instance.model, instance.hardware, instance.search
     a = m.attention
     gpn = hw.gpus_per_node
@@ -259,6 +282,20 @@ def degree_tuples(instance: Instance) -> list[tuple[Degrees, int, int]]:
            if c <= s.max_cp and _allowed("cp", c, s)]
     pps = [p for p in range(1, min(s.max_pp, m.num_layers) + 1) if _allowed("pp", p, s)]
     has_moe = bool(m.moe_layers)
+    valid: dict[tuple[int, ...], int | None] = {}  # inner grid -> redundant slots, None = invalid
+
+    def check(tp: int, cp: int, dp: int, etp: int, ep: int, edp: int) -> int | None:
+        key = (tp, cp, dp, etp, ep, edp)
+        if key not in valid:
+            red = redundant_for(m.num_experts, ep, s.redundant_experts) if has_moe else 0
+            if red is not None:
+                base = Degrees(tp=tp, cp=cp, dp=dp, ep=ep, etp=etp, edp=edp)
+                # The batch only enters through dp | batch, which the caller guarantees.
+                if structural_violations(m, hw, s, base, dp, red):
+                    red = None
+            valid[key] = red
+        return valid[key]
+
     out = []
     for batch in instance.workload.batch_choices:
         dps = [x for x in divisors(batch) if x <= s.max_dp and _allowed("dp", x, s)]
@@ -270,22 +307,14 @@ def degree_tuples(instance: Instance) -> list[tuple[Degrees, int, int]]:
                         if not _allowed("etp", etp, s):
                             continue
                         for ep in divisors(n // etp):
-                            if not _allowed("ep", ep, s):
-                                continue
                             edp = n // (etp * ep)
-                            if not _allowed("edp", edp, s):
+                            if not (_allowed("ep", ep, s) and _allowed("edp", edp, s)):
                                 continue
-                            if has_moe:
-                                red = redundant_for(m.num_experts, ep, s.redundant_experts)
-                                if red is None:
-                                    continue
-                            else:
-                                red = 0
-                            base = Degrees(tp=tp, cp=cp, dp=dp, ep=ep, etp=etp, edp=edp, pp=1)
-                            if structural_violations(m, hw, s, base, batch, red):
+                            red = check(tp, cp, dp, etp, ep, edp)
+                            if red is None:
                                 continue
-                            for pp in pps:
-                                out.append((base.model_copy(update={"pp": pp}), batch, red))
+                            out.extend((Grid(tp, cp, dp, ep, etp, edp, pp), batch, red)
+                                       for pp in pps)
     return out
 
 
@@ -334,7 +363,7 @@ class Placements:
 
 def cost_candidates(
     prep: Prepared,
-    tuples: list[tuple[Degrees, int, int]],
+    tuples: list[tuple[Grid, int, int]],
     placements: Placements,
     *,
     lower: bool = False,
@@ -407,16 +436,21 @@ class Coster:
         self.static_lb = [t[0].gpus_per_instance for t in self.tuples]
         self.costed: list[Candidate] = []
 
-    def upto(self, limit: int) -> list[Candidate]:
-        """Every tuple whose static lower bound is at most ``limit``, costed."""
+    def upto(self, limit: int, deadline: float = INF) -> list[Candidate]:
+        """Every tuple whose static lower bound is at most ``limit``, costed — or, when the
+        deadline passes first, the prefix costed so far (``complete`` says which)."""
         n = bisect.bisect_right(self.static_lb, limit)
-        if n > len(self.costed):
-            self.costed += cost_candidates(self.prep, self.tuples[len(self.costed):n],
-                                           self.placements, lower=self.lower)
+        while len(self.costed) < n and time.monotonic() < deadline:
+            chunk = self.tuples[len(self.costed):min(n, len(self.costed) + COST_CHUNK)]
+            self.costed += cost_candidates(self.prep, chunk, self.placements, lower=self.lower)
         return self.costed[:n]
 
-    def first_static_above(self, limit: int) -> int:
-        n = bisect.bisect_right(self.static_lb, limit)
+    def complete(self, limit: int) -> bool:
+        return len(self.costed) >= bisect.bisect_right(self.static_lb, limit)
+
+    def first_uncosted_lb(self) -> int:
+        """Lower bound of every tuple not costed yet (they are costed in increasing order)."""
+        n = len(self.costed)
         return self.static_lb[n] if n < len(self.static_lb) else INF
 
 
@@ -431,8 +465,8 @@ class Pool:
         self.cands: list[Candidate] = []
         self._seen = 0
 
-    def upto(self, limit: int) -> list[Candidate]:
-        raw = self.coster.upto(limit)
+    def upto(self, limit: int, deadline: float = INF) -> list[Candidate]:
+        raw = self.coster.upto(limit, deadline)
         for c in raw[self._seen:]:
             b = c.bounded(self.goals, self.cap, self.fixed_r)
             if b is not None:
@@ -443,7 +477,7 @@ class Pool:
     def excluded_lb(self, limit: int) -> int:
         """A lower bound on the GPUs of every candidate that ``upto(limit)`` leaves out."""
         costed = min((c.gpu_lb for c in self.cands if c.gpu_lb > limit), default=INF)
-        return min(costed, self.coster.first_static_above(limit))
+        return min(costed, self.coster.first_uncosted_lb())
 
     def first_limit(self) -> int:
         return self.coster.static_lb[0] if self.coster.static_lb else INF
@@ -517,7 +551,7 @@ class PlannerModel:
             self.model.add(M <= m_r).only_enforce_if(~z)
             zs.append((r, z))
         # z are ordered: needing r+1 replicas implies needing more than r.
-        for (_, a), (_, b) in zip(zs, zs[1:]):
+        for (_, a), (_, b) in zip(zs, zs[1:], strict=False):
             self.model.add_implication(b, a)
         self.z.append(zs)
 
@@ -529,16 +563,16 @@ class PlannerModel:
 
     def replicas_expr(self):
         return sum(c.r_min * s + sum(z for _, z in zs)
-                   for c, s, zs in zip(self.cands, self.sel, self.z))
+                   for c, s, zs in zip(self.cands, self.sel, self.z, strict=True))
 
     def gpus_expr(self):
         return sum(c.gpus_per_instance * (c.r_min * s + sum(z for _, z in zs))
-                   for c, s, zs in zip(self.cands, self.sel, self.z))
+                   for c, s, zs in zip(self.cands, self.sel, self.z, strict=True))
 
     def gpu_time_per_token_expr(self):
         """``SCALE · gpus_per_instance · cycle / tokens`` — the inverse of tokens/s per GPU."""
         terms = []
-        for c, s, M in zip(self.cands, self.sel, self.M):
+        for c, s, M in zip(self.cands, self.sel, self.M, strict=True):
             tokens = c.batch * c.output_len
             a = round(TIE_BREAK_SCALE * c.gpus_per_instance * c.output_len * c.pp / tokens)
             b = round(TIE_BREAK_SCALE * c.gpus_per_instance * c.cycle_ns(0) / tokens)
@@ -546,11 +580,11 @@ class PlannerModel:
         return sum(terms)
 
     def ttft_expr(self):
-        return sum(c.ttft_ns * s for c, s in zip(self.cands, self.sel))
+        return sum(c.ttft_ns * s for c, s in zip(self.cands, self.sel, strict=True))
 
     def tpot_expr(self):
         return sum(c.pp * M + c.pp * (c.hop_dec if c.pp > 1 else 0) * s
-                   for c, s, M in zip(self.cands, self.sel, self.M))
+                   for c, s, M in zip(self.cands, self.sel, self.M, strict=True))
 
     # -- answers -------------------------------------------------------------------------------
 
@@ -627,11 +661,14 @@ def solve_candidates(
     cap_bytes = pool.cap
     limit = pool.first_limit() if objective == "gpus" else INF
     improving = 0
+    best: Outcome | None = None  # a plan found at a smaller limit, not yet proved
     while True:
         if limit == INF and not pool.coster.tuples:
             return Outcome("INFEASIBLE")
-        sub = pool.upto(limit)
+        sub = pool.upto(limit, deadline)
         excluded_lb = pool.excluded_lb(limit)
+        if time.monotonic() >= deadline and not pool.coster.complete(limit):
+            return _out_of_time(best, min(excluded_lb, limit), improving)
         if not sub:
             if excluded_lb == INF:
                 return Outcome("INFEASIBLE", improving=improving)
@@ -653,12 +690,14 @@ def solve_candidates(
             limit = max(excluded_lb, 2 * limit)  # admit more: at least double the GPU budget
             continue
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            return Outcome("UNKNOWN", improving=improving,
-                           bound=min(int(solver.best_objective_bound), excluded_lb)
-                           if objective == "gpus" else None)
+            bound = min(int(solver.best_objective_bound), excluded_lb)
+            return _out_of_time(best, bound if objective == "gpus" else None, improving)
         value = round(solver.objective_value)
         if objective == "gpus" and value >= excluded_lb:
             # A left-out tuple might tie or beat this plan: admit everything up to its count.
+            c, bounds, replicas = pm.extract(solver)
+            best = Outcome("FEASIBLE", c, bounds, replicas, objective=value,
+                           bound=excluded_lb, objectives={objective: value})
             limit = value
             continue
         proved = status == cp_model.OPTIMAL
@@ -689,6 +728,16 @@ def solve_candidates(
             "OPTIMAL" if proved else "FEASIBLE", c, bounds, replicas, objective=value,
             bound=bound, objectives=out_objs, improving=improving,
         )
+
+
+def _out_of_time(best: Outcome | None, bound: int | None, improving: int) -> Outcome:
+    """The deadline passed: the best plan found so far (FEASIBLE) or nothing (UNKNOWN)."""
+    if best is None:
+        return Outcome("UNKNOWN", bound=bound, improving=improving)
+    if bound is not None:
+        best.bound = min(best.bound if best.bound is not None else INF, bound)
+    best.improving = improving
+    return best
 
 
 # ----------------------------------------------------------------------------------------------
@@ -731,7 +780,7 @@ def solve(
             bound=outcome.bound, improving_solutions=outcome.improving)
 
     c = outcome.candidate
-    d = c.d.model_copy(update={"replicas": outcome.replicas})
+    d = c.d.degrees(outcome.replicas)
     placement_results = placements.results(d.ep, c.redundant) if prep.moe_layers else {}
     plan = Plan(
         degrees=d,
@@ -834,9 +883,9 @@ def explain(
             + smallest.mem_every
         return Explanation(
             summary=f"The model does not fit any allowed grid: even the most sharded one "
-            f"({smallest.d.short()}, batch {smallest.batch}) needs about {need / 1e9:.1f} GB per "
-            f"GPU against {inst.hardware.hbm_gb:g} GB. Allow more pipeline stages (max_pp), "
-            f"cross-node EP/TP, a smaller batch or context, or lower precision.",
+            f"({smallest.d.degrees().short()}, batch {smallest.batch}) needs about "
+            f"{need / 1e9:.1f} GB per GPU against {inst.hardware.hbm_gb:g} GB. Allow more pipeline "
+            f"stages (max_pp), cross-node EP/TP, a smaller batch or context, or lower precision.",
             conflicts=("memory",),
             nearest={"min_gb_per_gpu_needed": round(need / 1e9, 2)},
         )

@@ -4,9 +4,9 @@ An *instance* is what a user asks: a model, a GPU type, a workload with targets,
 load, search options and optionally a plan someone proposed (``claimed_plan``). A *plan* is an
 answer: the parallel degrees, the batch, the layers of each pipeline stage and the expert placement.
 
-Model and hardware may be given as a preset name (``"qwen3-235b-a22b"``), a path to a Hugging Face
-``config.json`` (model only) or explicit fields; :func:`solver.instance.load_instance` resolves names
-and paths into the explicit specs below before anything else sees them.
+Model and hardware may be given as a preset name (``"qwen3-235b-a22b"``), a path to a Hugging
+Face ``config.json`` (model only) or explicit fields; :func:`solver.instance.load_instance`
+resolves names and paths into the explicit specs below before anything else sees them.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ MAX_SEQ_LEN = 4_194_304
 MAX_BATCH = 65_536
 MAX_GPUS = 65_536
 MAX_TIME_LIMIT_S = 3600.0
+#: A batch range is searched exhaustively, so it may hold at most this many values (use ``step``).
+MAX_BATCH_CHOICES = 32
 
 
 class Strict(BaseModel):
@@ -107,7 +109,9 @@ class AttentionSpec(Strict):
 
     @property
     def qk_head_dim(self) -> int:
-        return self.qk_nope_head_dim + self.qk_rope_head_dim if self.kind == "mla" else self.head_dim
+        if self.kind == "mla":
+            return self.qk_nope_head_dim + self.qk_rope_head_dim
+        return self.head_dim
 
 
 class ModelSpec(Strict):
@@ -139,7 +143,8 @@ class ModelSpec(Strict):
     tie_embeddings: bool = Field(False, description="LM head shares the embedding matrix.")
     weight_precision: Precision = Field("bf16", description="Precision of non-expert weights.")
     expert_precision: Precision | None = Field(
-        None, description="Precision of routed/shared expert weights (default: weight_precision)."
+        None, description="Precision of routed expert weights (default: weight_precision); "
+        "shared experts use weight_precision."
     )
     kv_precision: Precision = Field("bf16", description="Precision of the KV cache.")
     activation_precision: Precision = Field("bf16", description="Precision of activations.")
@@ -234,12 +239,23 @@ class BatchRange(Strict):
 
     min: int = Field(gt=0, le=MAX_BATCH, description="Smallest batch allowed.")
     max: int = Field(gt=0, le=MAX_BATCH, description="Largest batch allowed.")
+    step: int = Field(1, gt=0, le=MAX_BATCH, description="Batches tried: min, min+step, ... max.")
 
     @model_validator(mode="after")
     def _check(self) -> BatchRange:
         if self.max < self.min:
             raise ValueError(f"batch max ({self.max}) cannot be below batch min ({self.min})")
+        n = len(self.values)
+        if n > MAX_BATCH_CHOICES:
+            raise ValueError(
+                f"batch range min={self.min}, max={self.max}, step={self.step} holds {n} values; "
+                f"at most {MAX_BATCH_CHOICES} are searched exhaustively (raise step)"
+            )
         return self
+
+    @property
+    def values(self) -> tuple[int, ...]:
+        return tuple(range(self.min, self.max + 1, self.step))
 
 
 class Targets(Strict):
@@ -264,8 +280,9 @@ class Workload(Strict):
         None, gt=0, le=MAX_SEQ_LEN, description="Maximum input length (default: input_len)."
     )
     output_len: int = Field(gt=0, le=MAX_SEQ_LEN, description="Output tokens per request.")
-    batch: int | BatchRange = Field(
-        description="Concurrent sequences per serving instance: fixed, or {min, max} to choose."
+    batch: Annotated[int, Field(gt=0, le=MAX_BATCH)] | BatchRange = Field(
+        description="Concurrent sequences per serving instance: fixed, or {min, max, step} for "
+        "the solver to choose."
     )
     targets: Targets = Field(default_factory=Targets, description="Service-level targets.")
 
@@ -276,8 +293,6 @@ class Workload(Strict):
                 f"max_input_len ({self.max_input_len}) cannot be below the typical input_len "
                 f"({self.input_len})"
             )
-        if isinstance(self.batch, int) and not 0 < self.batch <= MAX_BATCH:
-            raise ValueError(f"batch must be in [1, {MAX_BATCH}]")
         return self
 
     @property
@@ -293,7 +308,7 @@ class Workload(Strict):
     def batch_choices(self) -> tuple[int, ...]:
         if isinstance(self.batch, int):
             return (self.batch,)
-        return tuple(range(self.batch.min, self.batch.max + 1))
+        return self.batch.values
 
 
 # ----------------------------------------------------------------------------------------------
