@@ -417,8 +417,12 @@ def schema_cmd(
         "--what", help="Which document: instance, plan or result.")] = SchemaWhat.instance,
 ) -> None:
     """JSON Schema of an instance (default), a plan or a solve result."""
-    model = {SchemaWhat.instance: Instance, SchemaWhat.plan: Plan,
-             SchemaWhat.result: SolveResult}[what]
+    if what == SchemaWhat.instance:
+        from solver.instance import instance_file_json_schema
+
+        emit_json(instance_file_json_schema())
+        return
+    model = {SchemaWhat.plan: Plan, SchemaWhat.result: SolveResult}[what]
     emit_json(model.model_json_schema())
 
 

@@ -209,3 +209,38 @@ def _default_expert_degrees(degrees: dict[str, int]) -> None:
     if "edp" not in degrees:
         grid, expert = tp * cp * dp, degrees["etp"] * ep
         degrees["edp"] = grid // expert if grid % expert == 0 else 1
+
+
+def instance_file_json_schema() -> dict[str, Any]:
+    """JSON Schema of an instance *file*: like :class:`Instance`, except that ``model`` and
+    ``hardware`` may also be preset names, config paths or a preset with field overrides —
+    what :func:`instance_from_dict` resolves before validation."""
+    from solver.hardware import hardware_preset_names
+    from solver.presets import model_preset_names
+
+    schema = Instance.model_json_schema()
+    props = schema["properties"]
+    props["model"] = {
+        "description": "A model preset (" + ", ".join(model_preset_names()) + "), optionally "
+        "with '@precision' (e.g. 'qwen3-235b-a22b@fp8'); a path to a Hugging Face config.json "
+        "(or its directory); {hf_config: preset-or-path, ...ModelSpec field overrides}; or "
+        "every ModelSpec field explicitly.",
+        "anyOf": [
+            {"type": "string", "minLength": 1},
+            {"type": "object", "required": ["hf_config"],
+             "properties": {"hf_config": {"type": "string"}}, "additionalProperties": True},
+            {"$ref": "#/$defs/ModelSpec"},
+        ],
+    }
+    props["hardware"] = {
+        "description": "A hardware preset (" + ", ".join(hardware_preset_names()) + "); "
+        "{preset: name, ...HardwareSpec field overrides}; or every HardwareSpec field.",
+        "anyOf": [
+            {"type": "string", "enum": hardware_preset_names()},
+            {"type": "object", "required": ["preset"],
+             "properties": {"preset": {"type": "string", "enum": hardware_preset_names()}},
+             "additionalProperties": True},
+            {"$ref": "#/$defs/HardwareSpec"},
+        ],
+    }
+    return schema
