@@ -15,6 +15,7 @@ error handling above; ``serve`` and ``bench`` are added the same way (see the en
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import math
 import os
@@ -593,9 +594,17 @@ def solve_cmd(
 
 
 # ----------------------------------------------------------------------------------------------
-# moeplan serve / bench: register them here with @command("serve") / @command("bench") (import
-# service/bench modules lazily inside the function), so they share the error handling above.
+# moeplan serve / bench / plot live in their own modules; importing them registers the commands
+# with @command(...) so they share the error handling above. They import heavy dependencies
+# (gRPC, matplotlib, Ray) lazily inside the command functions.
 # ----------------------------------------------------------------------------------------------
+
+for _module in ("moeplan.cmd_serve", "moeplan.cmd_bench"):
+    try:
+        importlib.import_module(_module)
+    except ModuleNotFoundError as _exc:  # a command module not written yet
+        if _exc.name != _module:
+            raise
 
 
 def main() -> None:

@@ -28,8 +28,11 @@ lower bound of every tuple left out, so left-out tuples cannot beat it.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import math
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import NamedTuple
@@ -83,6 +86,34 @@ TIE_BREAKS = (
 
 class PlannerError(RuntimeError):
     """The planner produced a plan the verifier rejects: a bug, reported loudly."""
+
+
+class Cancelled(Exception):
+    """``should_stop()`` turned true: the caller abandoned the solve."""
+
+
+@contextlib.contextmanager
+def _watchdog(solver: cp_model.CpSolver, should_stop: Callable[[], bool] | None):
+    """Poll ``should_stop`` every 50 ms during a solve and stop CP-SAT when it turns true, so a
+    cancelled call frees its worker promptly even when no new solution arrives."""
+    if should_stop is None:
+        yield
+        return
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.05):
+            if should_stop():
+                solver.stop_search()
+                return
+
+    thread = threading.Thread(target=watch, name="moeplan-stop-watch", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -435,12 +466,15 @@ class Coster:
         self.tuples = sorted(tuples, key=lambda t: t[0].gpus_per_instance)
         self.static_lb = [t[0].gpus_per_instance for t in self.tuples]
         self.costed: list[Candidate] = []
+        self.should_stop: Callable[[], bool] | None = None
 
     def upto(self, limit: int, deadline: float = INF) -> list[Candidate]:
         """Every tuple whose static lower bound is at most ``limit``, costed — or, when the
         deadline passes first, the prefix costed so far (``complete`` says which)."""
         n = bisect.bisect_right(self.static_lb, limit)
         while len(self.costed) < n and time.monotonic() < deadline:
+            if self.should_stop is not None and self.should_stop():
+                raise Cancelled("the solve was cancelled")
             chunk = self.tuples[len(self.costed):min(n, len(self.costed) + COST_CHUNK)]
             self.costed += cost_candidates(self.prep, chunk, self.placements, lower=self.lower)
         return self.costed[:n]
@@ -491,13 +525,17 @@ class Pool:
 class PlannerModel:
     """Decision variables for a list of candidates and the questions asked of them."""
 
-    def __init__(self, cands: list[Candidate], cap_bytes: int, search: SearchOptions):
+    def __init__(self, cands: list[Candidate], cap_bytes: int, search: SearchOptions,
+                 max_gpus: int | None = None):
         self.cands = cands
         self.model = cp_model.CpModel()
         self.sel: list[cp_model.IntVar] = []
         self.pos: list[list[cp_model.IntVar]] = []
         self.M: list[cp_model.IntVar] = []
         self.z: list[list[tuple[int, cp_model.IntVar]]] = []
+        self.extra: list[cp_model.IntVar | int] = []
+        # Extra replicas only help to step over forbidden counts, and never when they are fixed.
+        forbidden = () if "replicas" in search.fix else search.forbid.get("replicas", ())
         m = self.model
         for t, c in enumerate(cands):
             sel = m.new_bool_var(f"sel[{t}]")
@@ -506,8 +544,12 @@ class PlannerModel:
             self.M.append(M)
             self._add_stages(t, c, sel, M, cap_bytes)
             self._add_replicas(t, c, sel, M)
+            self.extra.append(self._add_extra_replicas(t, c, sel, forbidden, max_gpus))
         m.add_exactly_one(self.sel)
-        self._add_replica_rules(search)
+        for v in forbidden:
+            m.add(self.replicas_expr() != v)
+        if max_gpus is not None:
+            m.add(self.gpus_expr() <= max_gpus)
 
     # -- constraints, one family per method -----------------------------------------------------
 
@@ -555,19 +597,28 @@ class PlannerModel:
             self.model.add_implication(b, a)
         self.z.append(zs)
 
-    def _add_replica_rules(self, search: SearchOptions) -> None:
-        for v in search.forbid.get("replicas", ()):
-            self.model.add(self.replicas_expr() != v)
+    def _add_extra_replicas(self, t: int, c: Candidate, sel, forbidden, max_gpus):
+        """Replicas beyond what the targets need, only useful to step over forbidden counts."""
+        if not forbidden:
+            return 0
+        top = max(forbidden) + 1
+        if max_gpus is not None:
+            top = min(top, max(0, max_gpus // c.gpus_per_instance - c.r_min))
+        x = self.model.new_int_var(0, top, f"extra_replicas[{t}]")
+        self.model.add(x == 0).only_enforce_if(~sel)
+        return x
 
     # -- expressions ---------------------------------------------------------------------------
 
+    def _replicas(self, t: int):
+        return (self.cands[t].r_min * self.sel[t] + sum(z for _, z in self.z[t])
+                + self.extra[t])
+
     def replicas_expr(self):
-        return sum(c.r_min * s + sum(z for _, z in zs)
-                   for c, s, zs in zip(self.cands, self.sel, self.z, strict=True))
+        return sum(self._replicas(t) for t in range(len(self.cands)))
 
     def gpus_expr(self):
-        return sum(c.gpus_per_instance * (c.r_min * s + sum(z for _, z in zs))
-                   for c, s, zs in zip(self.cands, self.sel, self.z, strict=True))
+        return sum(c.gpus_per_instance * self._replicas(t) for t, c in enumerate(self.cands))
 
     def gpu_time_per_token_expr(self):
         """``SCALE · gpus_per_instance · cycle / tokens`` — the inverse of tokens/s per GPU."""
@@ -596,7 +647,9 @@ class PlannerModel:
         c = self.cands[t]
         pos = [p if isinstance(p, int) else solver.value(p) for p in self.pos[t]]
         bounds = [(pos[s], pos[s + 1] - 1) for s in range(c.pp)]
-        replicas = c.r_min + sum(solver.boolean_value(z) for _, z in self.z[t])
+        extra = self.extra[t]
+        replicas = (c.r_min + sum(solver.boolean_value(z) for _, z in self.z[t])
+                    + (extra if isinstance(extra, int) else solver.value(extra)))
         return c, bounds, replicas
 
     def hint(self, solver: cp_model.CpSolver) -> None:
@@ -610,6 +663,8 @@ class PlannerModel:
                     self.model.add_hint(p, solver.value(p))
             for _, z in self.z[t]:
                 self.model.add_hint(z, solver.boolean_value(z))
+            if not isinstance(self.extra[t], int):
+                self.model.add_hint(self.extra[t], solver.value(self.extra[t]))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -630,13 +685,30 @@ class Outcome:
     conflicts: int = 0
 
 
-class _Counter(cp_model.CpSolverSolutionCallback):
-    def __init__(self) -> None:
+#: Called with each improving (grid candidate, stage bounds, replicas, GPUs, GPU bound).
+ImprovementHook = Callable[[Candidate, list[tuple[int, int]], int, int, int], None]
+
+
+class _Improvements(cp_model.CpSolverSolutionCallback):
+    """Counts improving solutions, reports them to ``hook`` and stops the search when
+    ``should_stop()`` turns true (checked at every solution and by a watchdog)."""
+
+    def __init__(self, pm: PlannerModel, hook: ImprovementHook | None,
+                 should_stop: Callable[[], bool] | None) -> None:
         super().__init__()
+        self.pm = pm
+        self.hook = hook
+        self.should_stop = should_stop
         self.count = 0
 
     def on_solution_callback(self) -> None:
         self.count += 1
+        if self.hook is not None:
+            c, bounds, replicas = self.pm.extract(self)
+            self.hook(c, bounds, replicas, round(self.objective_value),
+                      round(self.best_objective_bound))
+        if self.should_stop is not None and self.should_stop():
+            self.stop_search()
 
 
 def _new_solver(time_s: float, workers: int, seed: int) -> cp_model.CpSolver:
@@ -654,6 +726,8 @@ def solve_candidates(
     *,
     objective: str = "gpus",
     tie_breaks: bool = True,
+    hook: ImprovementHook | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Outcome:
     """Lexicographic solve with level-by-level admission (see the module docstring): the model
     holds the candidates whose GPU lower bound is at most ``limit``; the answer is final once its
@@ -663,6 +737,8 @@ def solve_candidates(
     improving = 0
     best: Outcome | None = None  # a plan found at a smaller limit, not yet proved
     while True:
+        if should_stop is not None and should_stop():
+            raise Cancelled("the solve was cancelled")
         if limit == INF and not pool.coster.tuples:
             return Outcome("INFEASIBLE")
         sub = pool.upto(limit, deadline)
@@ -674,16 +750,19 @@ def solve_candidates(
                 return Outcome("INFEASIBLE", improving=improving)
             limit = max(excluded_lb, 2 * limit)
             continue
-        pm = PlannerModel(sub, cap_bytes, search)
+        pm = PlannerModel(sub, cap_bytes, search, pool.goals.max_gpus)
         exprs = {
             "gpus": pm.gpus_expr, "gpu_time": pm.gpu_time_per_token_expr,
             "ttft": pm.ttft_expr, "tpot": pm.tpot_expr,
         }
         pm.model.minimize(exprs[objective]())
         solver = _new_solver(deadline - time.monotonic(), search.workers, search.random_seed)
-        counter = _Counter()
-        status = solver.solve(pm.model, counter)
+        counter = _Improvements(pm, hook if objective == "gpus" else None, should_stop)
+        with _watchdog(solver, should_stop):
+            status = solver.solve(pm.model, counter)
         improving += counter.count
+        if should_stop is not None and should_stop():
+            raise Cancelled("the solve was cancelled")
         if status == cp_model.INFEASIBLE:
             if excluded_lb == INF:
                 return Outcome("INFEASIBLE", improving=improving)
@@ -750,8 +829,14 @@ def solve(
     *,
     time_limit_s: float | None = None,
     workers: int | None = None,
+    on_improvement: Callable[[SolveResult], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> SolveResult:
-    """Plan ``instance`` with the fewest GPUs; see the module docstring and docs/solver.md."""
+    """Plan ``instance`` with the fewest GPUs; see the module docstring and docs/solver.md.
+
+    ``on_improvement`` receives a FEASIBLE :class:`SolveResult` (plan, metrics, GPUs, bound) for
+    each improving plan CP-SAT finds; the final answer is the return value. ``should_stop`` is
+    polled during the search; when it turns true the solve raises :class:`Cancelled`."""
     start = time.monotonic()
     search = instance.search
     if time_limit_s is not None or workers is not None:
@@ -767,7 +852,19 @@ def solve(
         search.workers, search.random_seed)
     tuples = degree_tuples(instance)
     coster = Coster(prep, tuples, placements)
-    outcome = solve_candidates(Pool(coster, goals, cap, search), search, deadline)
+    coster.should_stop = should_stop
+    hook = None
+    if on_improvement is not None:
+        def hook(c: Candidate, bounds, replicas: int, gpus: int, bound: int) -> None:
+            plan = _plan_of(c, bounds, replicas, placements, prep)
+            on_improvement(SolveResult(
+                status="FEASIBLE", plan=plan, metrics=evaluate(prep, plan).metrics,
+                objective=gpus, bound=min(bound, gpus),
+                gap=max(0.0, (gpus - bound) / gpus) if gpus else None,
+                solve_time_s=time.monotonic() - start,
+                solver=f"ortools-cpsat {ORTOOLS_VERSION}", tie_breaks=TIE_BREAKS))
+    outcome = solve_candidates(Pool(coster, goals, cap, search), search, deadline,
+                               hook=hook, should_stop=should_stop)
 
     if outcome.candidate is None:
         explanation = explain(prep, coster, goals, cap, search,
@@ -780,15 +877,9 @@ def solve(
             bound=outcome.bound, improving_solutions=outcome.improving)
 
     c = outcome.candidate
-    d = c.d.degrees(outcome.replicas)
+    plan = _plan_of(c, outcome.bounds or [], outcome.replicas, placements, prep)
+    d = plan.degrees
     placement_results = placements.results(d.ep, c.redundant) if prep.moe_layers else {}
-    plan = Plan(
-        degrees=d,
-        batch=c.batch,
-        stages=tuple(Stage(first_layer=a, last_layer=b) for a, b in outcome.bounds or []),
-        placement=tuple(LayerPlacement(layer=layer, ranks=r.ranks)
-                        for layer, r in placement_results.items()) or None,
-    )
     report = verify(instance, plan)
     if not report.valid:
         raise PlannerError("planner returned a plan the verifier rejects: "
@@ -835,6 +926,18 @@ def solve(
         tie_breaks=TIE_BREAKS,
         experts=experts,
         improving_solutions=outcome.improving,
+    )
+
+
+def _plan_of(c: Candidate, bounds: list[tuple[int, int]], replicas: int,
+             placements: Placements, prep: Prepared) -> Plan:
+    results = placements.results(c.d.ep, c.redundant) if prep.moe_layers else {}
+    return Plan(
+        degrees=c.d.degrees(replicas),
+        batch=c.batch,
+        stages=tuple(Stage(first_layer=a, last_layer=b) for a, b in bounds),
+        placement=tuple(LayerPlacement(layer=layer, ranks=r.ranks)
+                        for layer, r in results.items()) or None,
     )
 
 

@@ -371,7 +371,12 @@ class SearchOptions(Strict):
     max_cp: int = Field(8, gt=0, le=1024, description="Largest context-parallel degree tried.")
     max_dp: int = Field(64, gt=0, le=MAX_GPUS, description="Largest attention-DP degree tried.")
     redundant_experts: int = Field(
-        0, ge=0, le=MAX_EXPERTS, description="Extra expert slots per MoE layer for replicas."
+        0,
+        ge=0,
+        le=MAX_EXPERTS,
+        description="Extra expert slots per MoE layer for replicas of hot experts, exactly as "
+        "vLLM's --num-redundant-experts: with ep > 1, ep must divide experts + this; ep = 1 uses "
+        "none.",
     )
     ep_cross_node: bool = Field(False, description="Allow EP groups to span nodes.")
     tp_cross_node: bool = Field(False, description="Allow TP groups to span nodes.")

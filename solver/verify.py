@@ -52,17 +52,17 @@ class Report:
         }
 
 
-def redundant_for(num_experts: int, ep: int, allowed: int) -> int | None:
-    """Redundant slots used with ``ep`` ranks: the most (up to ``allowed``) that keep the slots
-    divisible by ``ep``; None when no count works. A replica only helps on another rank, so one
-    rank gets none and an expert never needs more than ``ep`` copies. Redundant slots are an
-    allowance, not an obligation: fewer (even none) are used when that divides."""
+def redundant_for(num_experts: int, ep: int, redundant: int) -> int | None:
+    """Redundant expert slots per MoE layer with ``ep`` ranks, as vLLM's
+    ``--num-redundant-experts`` defines them: exactly ``redundant`` when ``ep > 1`` (so ``ep``
+    must divide ``num_experts + redundant`` and a rank's slots must fit distinct experts), none
+    when ``ep = 1`` (a replica on the same GPU cannot take load off it). None: no valid count."""
     if ep == 1:
         return 0
-    for r in range(min(allowed, num_experts * (ep - 1)), -1, -1):
-        if (num_experts + r) % ep == 0:
-            return r
-    return None
+    slots = num_experts + redundant
+    if slots % ep or slots // ep > num_experts:
+        return None
+    return redundant
 
 
 def structural_violations(
@@ -92,7 +92,9 @@ def structural_violations(
             v.append(Violation("divisibility", f"tp = {d.tp} neither divides nor is a multiple of "
                                f"the {kv} KV heads", "degrees.tp"))
     if redundant is None:
-        redundant = redundant_for(model.num_experts, d.ep, search.redundant_experts) or 0
+        redundant = redundant_for(model.num_experts, d.ep, search.redundant_experts)
+        if redundant is None:
+            redundant = search.redundant_experts
     slots = model.num_experts + redundant
     if model.moe_layers:
         if d.ep > slots:
@@ -152,16 +154,19 @@ def verify(instance: Instance, plan: Plan | None = None) -> Report:
             f"·{d.tp}·{d.cp}·{d.dp} = {d.gpus}", "claimed_total_gpus"))
 
     # -- degrees, divisibility, node boundaries --
-    redundant = redundant_for(m.num_experts, d.ep, search.redundant_experts) or 0
+    expected = redundant_for(m.num_experts, d.ep, search.redundant_experts)
+    redundant = search.redundant_experts if expected is None else expected
     if plan.placement:
         slots_used = {sum(len(r) for r in p.ranks) for p in plan.placement}
         if len(slots_used) == 1:
-            redundant = max(0, slots_used.pop() - m.num_experts)
+            used = max(0, slots_used.pop() - m.num_experts)
+            if expected is not None and used != expected:
+                v.append(Violation(
+                    "experts", f"the placement uses {used} redundant slots per layer but the "
+                    f"instance sets {expected} with ep = {d.ep} (search.redundant_experts = "
+                    f"{search.redundant_experts}; ep = 1 uses none)", "placement"))
+            redundant = used
     v.extend(structural_violations(m, hw, search, d, plan.batch, redundant))
-    if redundant > search.redundant_experts:
-        v.append(Violation("experts", f"the placement uses {redundant} redundant slots per layer "
-                           f"but search.redundant_experts allows {search.redundant_experts}",
-                           "placement"))
     if isinstance(wl.batch, int):
         if plan.batch != wl.batch:
             v.append(Violation("batch", f"plan batch {plan.batch} differs from the workload's "

@@ -229,9 +229,6 @@ def test_powerlaw_instances_are_skewed_with_32_redundant_slots() -> None:
         assert Prepared(inst).max_load_fraction > 10 / experts
 
 
-@pytest.mark.xfail(strict=True, reason="solver.placement and solver.baselines put two replicas of "
-                   "a hot expert on one EP rank; verify rejects that ('holds the same expert "
-                   "twice'). See docs/seeds.md, 'Found while building the instances'.")
 def test_verify_accepts_the_planners_placement_on_a_powerlaw_instance() -> None:
     inst = load_instance(MODELS / "qwen3-235b-h100-powerlaw.yaml")
     prep = Prepared(inst)
