@@ -71,6 +71,10 @@ TIE_BREAK_SCALE = 1000
 #: Share of the time limit the placement sub-models may use, and the cap per sub-model.
 PLACEMENT_TIME_SHARE = 0.3
 PLACEMENT_TIME_CAP_S = 2.0
+#: Time for explaining an infeasible instance: this share of the time limit, within [min, max].
+EXPLAIN_BUDGET_SHARE = 0.05
+EXPLAIN_BUDGET_MIN_S = 1.0
+EXPLAIN_BUDGET_MAX_S = 5.0
 #: Tuples costed between two deadline checks.
 COST_CHUNK = 512
 #: Largest number of replica thresholds modelled per tuple (beyond: the tuple is dropped).
@@ -199,6 +203,25 @@ class Candidate:
     def cycle_ns(self, m: int) -> int:
         hop = self.hop_dec if self.pp > 1 else 0
         return self.output_len * self.pp * (m + hop) + self.prefill_batch_ns
+
+    def gpu_time_coefficients(self) -> tuple[int, int]:
+        """``(a, b)`` with ``a·M + b ≈ SCALE · gpus_per_instance · cycle_ns(M) / tokens``."""
+        tokens = self.batch * self.output_len
+        a = round(TIE_BREAK_SCALE * self.gpus_per_instance * self.output_len * self.pp / tokens)
+        b = round(TIE_BREAK_SCALE * self.gpus_per_instance * self.cycle_ns(0) / tokens)
+        return a, b
+
+    def objective_lower_bound(self, objective: str) -> int:
+        """A valid lower bound on ``objective`` over every partition of this tuple."""
+        hop = self.hop_dec if self.pp > 1 else 0
+        if objective == "ttft":
+            return self.ttft_ns
+        if objective == "tpot":
+            return self.pp * (self.m_lb + hop)
+        if objective == "gpu_time":
+            a, b = self.gpu_time_coefficients()
+            return a * self.m_lb + b
+        return self.gpu_lb
 
     def max_m_for_rate(self, tokens_per_s_times_ns: Fraction) -> int:
         """Largest bottleneck M with ``cycle_ns(M) <= tokens·1e9 / rate`` (exact)."""
@@ -482,11 +505,6 @@ class Coster:
     def complete(self, limit: int) -> bool:
         return len(self.costed) >= bisect.bisect_right(self.static_lb, limit)
 
-    def first_uncosted_lb(self) -> int:
-        """Lower bound of every tuple not costed yet (they are costed in increasing order)."""
-        n = len(self.costed)
-        return self.static_lb[n] if n < len(self.static_lb) else INF
-
 
 class Pool:
     """The candidates that can meet ``goals``, admitted level by level."""
@@ -510,8 +528,10 @@ class Pool:
 
     def excluded_lb(self, limit: int) -> int:
         """A lower bound on the GPUs of every candidate that ``upto(limit)`` leaves out."""
-        costed = min((c.gpu_lb for c in self.cands if c.gpu_lb > limit), default=INF)
-        return min(costed, self.coster.first_uncosted_lb())
+        bounded = min((c.gpu_lb for c in self.cands if c.gpu_lb > limit), default=INF)
+        # Tuples this pool has not bounded yet (costed or not) come later in static-bound order.
+        lbs = self.coster.static_lb
+        return min(bounded, lbs[self._seen] if self._seen < len(lbs) else INF)
 
     def first_limit(self) -> int:
         return self.coster.static_lb[0] if self.coster.static_lb else INF
@@ -569,8 +589,11 @@ class PlannerModel:
         mem_at: list = [0]
         dec_at: list = [0]
         for k in range(1, pp):
-            em = m.new_int_var(mem_prefix[k], mem_prefix[L - pp + k], f"mem_at[{t},{k}]")
-            ed = m.new_int_var(dec_prefix[k], dec_prefix[L - pp + k], f"dec_at[{t},{k}]")
+            # Domains: exactly the prefix sums a boundary at pos[k] can produce.
+            em = m.new_int_var_from_domain(
+                cp_model.Domain.from_values(mem_prefix[k:L - pp + k + 1]), f"mem_at[{t},{k}]")
+            ed = m.new_int_var_from_domain(
+                cp_model.Domain.from_values(dec_prefix[k:L - pp + k + 1]), f"dec_at[{t},{k}]")
             m.add_element(pos[k], mem_prefix, em)
             m.add_element(pos[k], dec_prefix, ed)
             mem_at.append(em)
@@ -580,6 +603,18 @@ class PlannerModel:
         for s in range(pp):
             m.add(mem_at[s + 1] - mem_at[s] + c.fixed_mem(s) <= cap_bytes).only_enforce_if(sel)
             m.add(dec_at[s + 1] - dec_at[s] + c.fixed_dec(s) <= M).only_enforce_if(sel)
+        # Redundant cuts (implied by the stage constraints summed over the first k stages and
+        # over the rest): they let propagation tie the boundaries to M and to the memory cap.
+        fixed_dec = [c.fixed_dec(s) for s in range(pp)]
+        fixed_mem = [c.fixed_mem(s) for s in range(pp)]
+        for k in range(1, pp):
+            head_dec, tail_dec = sum(fixed_dec[:k]), sum(fixed_dec[k:])
+            m.add(dec_at[k] + head_dec <= k * M).only_enforce_if(sel)
+            m.add(dec_prefix[L] - dec_at[k] + tail_dec <= (pp - k) * M).only_enforce_if(sel)
+            head_mem, tail_mem = sum(fixed_mem[:k]), sum(fixed_mem[k:])
+            m.add(mem_at[k] + head_mem <= k * cap_bytes).only_enforce_if(sel)
+            m.add(mem_prefix[L] - mem_at[k] + tail_mem <= (pp - k) * cap_bytes
+                  ).only_enforce_if(sel)
         # Symmetry breaking: an unchosen tuple's boundaries are irrelevant; pin them.
         for k in range(1, pp):
             m.add(pos[k] == k).only_enforce_if(~sel)
@@ -624,9 +659,7 @@ class PlannerModel:
         """``SCALE · gpus_per_instance · cycle / tokens`` — the inverse of tokens/s per GPU."""
         terms = []
         for c, s, M in zip(self.cands, self.sel, self.M, strict=True):
-            tokens = c.batch * c.output_len
-            a = round(TIE_BREAK_SCALE * c.gpus_per_instance * c.output_len * c.pp / tokens)
-            b = round(TIE_BREAK_SCALE * c.gpus_per_instance * c.cycle_ns(0) / tokens)
+            a, b = c.gpu_time_coefficients()
             terms.append(a * M + b * s)
         return sum(terms)
 
@@ -732,8 +765,10 @@ def solve_candidates(
     """Lexicographic solve with level-by-level admission (see the module docstring): the model
     holds the candidates whose GPU lower bound is at most ``limit``; the answer is final once its
     GPU count is below the lower bound of everything left out."""
+    if objective != "gpus":
+        return _best_first(pool, search, deadline, objective, should_stop)
     cap_bytes = pool.cap
-    limit = pool.first_limit() if objective == "gpus" else INF
+    limit = pool.first_limit()
     improving = 0
     best: Outcome | None = None  # a plan found at a smaller limit, not yet proved
     while True:
@@ -809,6 +844,46 @@ def solve_candidates(
         )
 
 
+def _best_first(
+    pool: Pool,
+    search: SearchOptions,
+    deadline: float,
+    objective: str,
+    should_stop: Callable[[], bool] | None,
+) -> Outcome:
+    """Minimise ``objective`` (ttft, tpot or gpu_time) by best-first search over candidates: in
+    increasing order of a valid lower bound, one small CP-SAT model per candidate, until the next
+    bound cannot beat the best value found. Exact, and far smaller than one model over all."""
+    cands = sorted(pool.upto(INF, deadline), key=lambda c: c.objective_lower_bound(objective))
+    best: Outcome | None = None
+    proved = True
+    for c in cands:
+        if best is not None and c.objective_lower_bound(objective) >= best.objective:
+            break
+        if time.monotonic() >= deadline or (should_stop is not None and should_stop()):
+            proved = False
+            break
+        pm = PlannerModel([c], pool.cap, search, pool.goals.max_gpus)
+        expr = {"gpu_time": pm.gpu_time_per_token_expr, "ttft": pm.ttft_expr,
+                "tpot": pm.tpot_expr}[objective]()
+        pm.model.minimize(expr)
+        solver = _new_solver(deadline - time.monotonic(), search.workers, search.random_seed)
+        status = solver.solve(pm.model)
+        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            proved = proved and status == cp_model.INFEASIBLE
+            continue
+        proved = proved and status == cp_model.OPTIMAL
+        value = round(solver.objective_value)
+        if best is None or value < best.objective:
+            cand, bounds, replicas = pm.extract(solver)
+            best = Outcome("FEASIBLE", cand, bounds, replicas, objective=value,
+                           objectives={objective: value})
+    if best is None:
+        return Outcome("INFEASIBLE" if proved and pool.coster.complete(INF) else "UNKNOWN")
+    best.status = "OPTIMAL" if proved else "FEASIBLE"
+    return best
+
+
 def _out_of_time(best: Outcome | None, bound: int | None, improving: int) -> Outcome:
     """The deadline passed: the best plan found so far (FEASIBLE) or nothing (UNKNOWN)."""
     if best is None:
@@ -868,7 +943,10 @@ def solve(
 
     if outcome.candidate is None:
         explanation = explain(prep, coster, goals, cap, search,
-                              deadline=time.monotonic() + max(2.0, 0.25 * search.time_limit_s))
+                              deadline=time.monotonic() + min(
+                                  EXPLAIN_BUDGET_MAX_S,
+                                  max(EXPLAIN_BUDGET_MIN_S,
+                                      EXPLAIN_BUDGET_SHARE * search.time_limit_s)))
         status = "INFEASIBLE" if outcome.status == "INFEASIBLE" else "UNKNOWN"
         return SolveResult(
             status=status, solve_time_s=time.monotonic() - start,
@@ -992,25 +1070,6 @@ def explain(
             conflicts=("memory",),
             nearest={"min_gb_per_gpu_needed": round(need / 1e9, 2)},
         )
-    nearest: dict[str, float] = {}
-    within = mem_only if goals.max_gpus is None else Goals(max_gpus=goals.max_gpus)
-    o = feasible(within, "ttft")
-    if o.candidate is not None:
-        nearest["lowest_ttft_s"] = o.candidate.ttft_ns / NS_PER_S
-    o = feasible(within, "tpot")
-    if o.objective is not None:
-        nearest["lowest_tpot_s"] = o.objective / NS_PER_S
-    o = feasible(within, "gpu_time")
-    if o.candidate is not None and o.bounds is not None:
-        c = o.candidate
-        m = max(c.dec_prefix[b + 1] - c.dec_prefix[a] + c.fixed_dec(s)
-                for s, (a, b) in enumerate(o.bounds))
-        nearest["highest_output_tokens_per_s_per_gpu"] = (
-            c.batch * c.output_len * NS_PER_S / c.cycle_ns(m) / c.gpus_per_instance)
-    if goals.max_gpus is not None:
-        o = feasible(goals.without("max_gpus"))
-        if o.objective is not None:
-            nearest["gpus_needed_without_max_gpus"] = float(o.objective)
     # Which targets conflict: each alone (within max GPUs), then pairs.
     active = [k for k in ("ttft_ns", "tpot_ns", "min_rate_per_gpu", "min_rate_total")
               if getattr(goals, k) is not None]
@@ -1033,6 +1092,38 @@ def explain(
                     conflicts.append(f"{_TARGET_NAMES[a]} + {_TARGET_NAMES[b]}")
                     lines.append(f"{_TARGET_NAMES[a]} and {_TARGET_NAMES[b]} cannot both hold"
                                  f"{limit}")
+    # Nearest reachable values, each with an equal share of what is left of the budget. Every
+    # value is attained by a plan the search found; "not proved" when the share ran out first.
+    nearest: dict[str, float] = {}
+    unproved: list[str] = []
+    within = mem_only if goals.max_gpus is None else Goals(max_gpus=goals.max_gpus)
+    steps = ["gpu_time", "ttft", "tpot"] + (["gpus"] if goals.max_gpus is not None else [])
+    for i, step in enumerate(steps):
+        share = (deadline - time.monotonic()) / (len(steps) - i)
+        sub_deadline = time.monotonic() + max(0.05, share)
+        if step == "gpus":
+            o = solve_candidates(Pool(coster, goals.without("max_gpus"), cap, search), search,
+                                 sub_deadline, tie_breaks=False)
+        else:
+            o = solve_candidates(Pool(coster, within, cap, search), search, sub_deadline,
+                                 objective=step, tie_breaks=False)
+        if o.candidate is None or o.objective is None:
+            continue
+        c = o.candidate
+        if step == "gpu_time" and o.bounds is not None:
+            m = max(int(c.dec_prefix[b + 1] - c.dec_prefix[a]) + c.fixed_dec(s)
+                    for s, (a, b) in enumerate(o.bounds))
+            key, value = "highest_output_tokens_per_s_per_gpu", (
+                c.batch * c.output_len * NS_PER_S / c.cycle_ns(m) / c.gpus_per_instance)
+        elif step == "ttft":
+            key, value = "lowest_ttft_s", c.ttft_ns / NS_PER_S
+        elif step == "tpot":
+            key, value = "lowest_tpot_s", o.objective / NS_PER_S
+        else:
+            key, value = "gpus_needed_without_max_gpus", float(o.objective)
+        nearest[key] = value
+        if o.status != "OPTIMAL":
+            unproved.append(key)
     if not lines:
         if goals.max_gpus is not None and "gpus_needed_without_max_gpus" in nearest:
             conflicts.append("max_gpus")
@@ -1041,7 +1132,8 @@ def explain(
         else:
             conflicts.append(" + ".join(_TARGET_NAMES[k] for k in active) or "targets")
             lines.append("the targets cannot all hold at once")
-    near = ", ".join(f"{k} = {v:.4g}" for k, v in nearest.items())
+    near = ", ".join(f"{k} = {v:.4g}" + (" (best found, not proved)" if k in unproved else "")
+                     for k, v in nearest.items())
     return Explanation(
         summary="No plan meets every target: " + "; ".join(lines) + "."
         + (f" Nearest reachable: {near}." if near else ""),
