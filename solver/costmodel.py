@@ -261,6 +261,17 @@ class CostModel:
             return 2 * heads * (2 * a.kv_lora_rank + a.qk_rope_head_dim)
         return 2 * heads * (2 * a.head_dim)
 
+    def moe_dispatch_combine(self, routed: float, etp: int, ep: int) -> float:
+        """Dispatch tokens to, and combine outputs from, the ``etp·ep`` GPUs that hold a slice of
+        the experts: every GPU receives each token assignment of its EP rank (each ``etp`` slice
+        must see every token), all but the ``1/(etp·ep)`` that start on it; the combine moves
+        the same volume back (reduce-scatter of the slices' partial sums)."""
+        group = etp * ep
+        if group <= 1:
+            return 0.0
+        recv = routed * self.model.hidden_size * self.a_bytes * (group - 1) / group
+        return 2 * self.link(group).all_to_all(recv, group)
+
     @staticmethod
     def causal_pairs(seq: int, window: int | None) -> float:
         """(query, key) pairs of causal attention over ``seq`` tokens, optionally windowed."""
@@ -363,8 +374,7 @@ class CostModel:
                     2 * routed * lp.expert / etp,
                     touched * lp.expert / etp * self.e_bytes + 2 * routed * hidden * self.a_bytes,
                     self.roof.expert_flops)
-                recv = routed * hidden * self.a_bytes * (ep - 1) / ep
-                t["ep_comm"] = 2 * self.link(etp * ep).all_to_all(recv, ep)
+                t["ep_comm"] = self.moe_dispatch_combine(routed, etp, ep)
             t["tp_comm"] = 2 * self.link(tp).all_reduce(act, tp)
             if cp > 1:
                 kv_block = tokens * self.kv_token[layer] / self.kv_shard(tp)
@@ -411,8 +421,7 @@ class CostModel:
                 2 * routed * lp.expert / etp,
                 touched * lp.expert / etp * self.e_bytes + 2 * routed * hidden * self.a_bytes,
                 self.roof.expert_flops)
-            recv = routed * hidden * self.a_bytes * (ep - 1) / ep
-            dt["ep_comm"] = 2 * self.link(etp * ep).all_to_all(recv, ep)
+            dt["ep_comm"] = self.moe_dispatch_combine(routed, etp, ep)
         dt["tp_comm"] = 2 * self.link(tp).all_reduce(act, tp)
         if cp > 1:  # combine partial attention outputs (flash-decoding style)
             dt["cp_comm"] = self.link(tp * cp).ring(act, cp - 1)
