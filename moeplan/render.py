@@ -221,6 +221,8 @@ def render_report(console: Console, report: Mapping[str, Any]) -> None:
     for v in report["violations"]:
         console.print(f"[red]{escape('[' + v['rule'] + ']')}[/] {escape(v['message'])}",
                       soft_wrap=True)
+    for warning in report.get("warnings", ()):
+        console.print(f"[yellow]warning[/]: {escape(warning)}", soft_wrap=True)
     for note in report["notes"]:
         console.print(f"note: {escape(note)}", soft_wrap=True)
     n = len(report["violations"])

@@ -427,3 +427,13 @@ def test_model_declared_count_warning(runner, monkeypatch):
     machine = run(runner, "model", "mixtral-8x7b", "--json")
     assert machine.stderr == ""
     assert json.loads(machine.stdout)["warning"] == "declared 1 differs by 99%"
+
+
+@pytest.mark.integration
+def test_verify_prints_the_declared_parameter_warning(runner) -> None:
+    """Seed 001 declares 10B parameters for an architecture of 318M: verify must say so."""
+    seed = Path(__file__).resolve().parent.parent / "instances" / "seeds" / "001-moe-10b-ep256.yaml"
+    result = runner.invoke(app, ["verify", str(seed)])
+    assert result.exit_code == 1
+    assert "declared_total_params 10,000,000,000" in result.output
+    assert "318,128,640" in result.output
