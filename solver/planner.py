@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import copy
 import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import NamedTuple
 
@@ -72,8 +73,8 @@ TIE_BREAK_SCALE = 1000
 PLACEMENT_TIME_SHARE = 0.3
 PLACEMENT_TIME_CAP_S = 2.0
 #: Time for explaining an infeasible instance: this share of the time limit, within [min, max].
-EXPLAIN_BUDGET_SHARE = 0.05
-EXPLAIN_BUDGET_MIN_S = 1.0
+EXPLAIN_BUDGET_SHARE = 0.02
+EXPLAIN_BUDGET_MIN_S = 0.5
 EXPLAIN_BUDGET_MAX_S = 5.0
 #: Tuples costed between two deadline checks.
 COST_CHUNK = 512
@@ -171,9 +172,13 @@ class Candidate:
     ttft_ns: int
     prefill_batch_ns: int
     output_len: int
-    # Goal-dependent, filled by bound():
+    # Goal-independent aggregates (__post_init__):
+    total_mem: int = field(init=False, default=0)
+    min_stage_mem: int = field(init=False, default=0)
+    total_dec: int = field(init=False, default=0)
+    m_lb: int = field(init=False, default=0)
+    # Goal-dependent, filled by bounded():
     m_cap: int = 0
-    m_lb: int = 0
     r_min: int = 1
     thresholds: list[tuple[int, int]] = field(default_factory=list)  # (r, max M with r replicas)
 
@@ -229,35 +234,48 @@ class Candidate:
         budget = tokens_per_s_times_ns - self.prefill_batch_ns
         return math.floor(budget / (self.output_len * self.pp)) - hop
 
+    def __post_init__(self) -> None:
+        """Goal-independent aggregates, computed once (pools bound every candidate again)."""
+        layer_mem = np.diff(self.mem_prefix)
+        layer_dec = np.diff(self.dec_prefix)
+        pp = self.pp
+        self.total_mem = (int(self.mem_prefix[-1]) + pp * self.mem_every + self.mem_first
+                          + self.mem_last)
+        # The largest memory any stage must hold at least: one layer (+ its stage's extras).
+        self.min_stage_mem = max(
+            int(layer_mem.max()) + self.mem_every,
+            int(layer_mem[0]) + self.fixed_mem(0),
+            int(layer_mem[-1]) + self.fixed_mem(pp - 1),
+            self.total_mem if pp == 1 else 0,
+        )
+        total_dec = int(self.dec_prefix[-1]) + self.dec_first + self.dec_last
+        self.total_dec = total_dec
+        self.m_lb = max(math.ceil(total_dec / pp), int(layer_dec.max()),
+                        int(layer_dec[0]) + self.dec_first, int(layer_dec[-1]) + self.dec_last)
+
     def bounded(
         self, goals: Goals, cap_bytes: int, fixed_replicas: int | None
     ) -> Candidate | None:
         """A copy with the goal-dependent bounds filled in; None when no partition of this
         tuple can meet the goals (a valid pruning: each test is a necessary condition)."""
-        c = replace(self)
-        return c if c._bound(goals, cap_bytes, fixed_replicas) else None
-
-    def _bound(self, goals: Goals, cap_bytes: int, fixed_replicas: int | None) -> bool:
-        pp = self.pp
-        if goals.ttft_ns is not None and self.ttft_ns > goals.ttft_ns:
-            return False
         # Memory: the stages together hold everything; each stage holds at least one layer.
-        total_mem = int(self.mem_prefix[-1]) + pp * self.mem_every + self.mem_first + self.mem_last
-        if total_mem > pp * cap_bytes:
-            return False
-        layer_mem = np.diff(self.mem_prefix)
-        if int(layer_mem.max()) + self.mem_every > cap_bytes:
-            return False
-        if pp == 1 and total_mem > cap_bytes:
-            return False
-        if pp > 1 and (int(self.mem_prefix[1]) + self.fixed_mem(0) > cap_bytes
-                       or layer_mem[-1] + self.fixed_mem(pp - 1) > cap_bytes):
-            return False
-        layer_dec = np.diff(self.dec_prefix)
-        total_dec = int(self.dec_prefix[-1]) + self.dec_first + self.dec_last
-        self.m_lb = max(math.ceil(total_dec / pp), int(layer_dec.max()),
-                        int(layer_dec[0]) + self.dec_first, int(layer_dec[-1]) + self.dec_last)
-        m_cap = total_dec
+        if self.total_mem > self.pp * cap_bytes or self.min_stage_mem > cap_bytes:
+            return None
+        if goals.ttft_ns is not None and self.ttft_ns > goals.ttft_ns:
+            return None
+        found = self._bound(goals, fixed_replicas)
+        if found is None:
+            return None
+        c = copy.copy(self)
+        c.m_cap, c.r_min, c.thresholds = found
+        return c
+
+    def _bound(
+        self, goals: Goals, fixed_replicas: int | None
+    ) -> tuple[int, int, list[tuple[int, int]]] | None:
+        """``(m_cap, r_min, thresholds)`` under ``goals``, or None when they cannot be met."""
+        pp, m_lb = self.pp, self.m_lb
+        m_cap = self.total_dec
         tokens = self.batch * self.output_len
         if goals.tpot_ns is not None:
             hop = self.hop_dec if pp > 1 else 0
@@ -266,35 +284,35 @@ class Candidate:
             m_cap = min(m_cap, self.max_m_for_rate(
                 Fraction(tokens * NS_PER_S) / (Fraction(goals.min_rate_per_gpu)
                                                * self.gpus_per_instance)))
-        self.m_cap = m_cap
-        if m_cap < self.m_lb:
-            return False
+        if m_cap < m_lb:
+            return None
         # Replicas for the total-throughput target: a step function of M.
         rate = goals.min_rate_total
+        thresholds: list[tuple[int, int]] = []
         if fixed_replicas is not None:
-            self.r_min, self.thresholds = fixed_replicas, []
+            r_min = fixed_replicas
             if rate is not None:  # M must stay fast enough for the fixed count
-                self.m_cap = min(self.m_cap, self.max_m_for_rate(
+                m_cap = min(m_cap, self.max_m_for_rate(
                     Fraction(fixed_replicas * tokens * NS_PER_S) / Fraction(rate)))
         elif rate is None:
-            self.r_min, self.thresholds = 1, []
+            r_min = 1
         else:
             max_r = INF if goals.max_gpus is None else goals.max_gpus // self.gpus_per_instance
-            self.r_min = replicas_needed(tokens, self.cycle_ns(self.m_lb), rate)
-            if self.r_min > max_r:
-                return False
-            r_max = min(replicas_needed(tokens, self.cycle_ns(self.m_cap), rate), max_r,
-                        self.r_min + MAX_REPLICA_STEPS)
+            r_min = replicas_needed(tokens, self.cycle_ns(m_lb), rate)
+            if r_min > max_r:
+                return None
+            r_max = min(replicas_needed(tokens, self.cycle_ns(m_cap), rate), max_r,
+                        r_min + MAX_REPLICA_STEPS)
             # With at most r_max replicas, M must stay under r_max's threshold.
-            self.m_cap = min(self.m_cap, self.max_m_for_rate(
+            m_cap = min(m_cap, self.max_m_for_rate(
                 Fraction(r_max * tokens * NS_PER_S) / Fraction(rate)))
-            self.thresholds = [
+            thresholds = [
                 (r, self.max_m_for_rate(Fraction(r * tokens * NS_PER_S) / Fraction(rate)))
-                for r in range(self.r_min, r_max)
+                for r in range(r_min, r_max)
             ]
-        if goals.max_gpus is not None and self.gpu_lb > goals.max_gpus:
-            return False
-        return self.m_cap >= self.m_lb
+        if goals.max_gpus is not None and self.gpus_per_instance * r_min > goals.max_gpus:
+            return None
+        return (m_cap, r_min, thresholds) if m_cap >= m_lb else None
 
 
 def _allowed(name: str, value: int, search: SearchOptions) -> bool:
