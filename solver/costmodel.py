@@ -261,6 +261,38 @@ class CostModel:
             return 2 * heads * (2 * a.kv_lora_rank + a.qk_rope_head_dim)
         return 2 * heads * (2 * a.head_dim)
 
+    def _params_per_gpu(self, lp: LayerParams, tp: int) -> tuple[float, float]:
+        """Attention params, and dense FFN + shared experts + router params, on one GPU."""
+        return (self.attn_weight_params_per_gpu(lp, tp),
+                lp.dense_ffn / tp + lp.shared / tp + lp.router)
+
+    def _weight_gemms(self, tokens: float, attn_params: float, dense_params: float
+                      ) -> dict[str, float]:
+        """The attention projections and the dense FFN/shared experts over ``tokens`` tokens:
+        each reads its weights once and streams the activations."""
+        act = tokens * self.model.hidden_size * self.a_bytes
+        return {
+            "attn_proj": self.roof.op(2 * tokens * attn_params,
+                                      attn_params * self.w_bytes + 4 * act,
+                                      self.roof.weight_flops),
+            "ffn_dense": self.roof.op(2 * tokens * dense_params,
+                                      dense_params * self.w_bytes + 2 * act,
+                                      self.roof.weight_flops),
+        }
+
+    def _moe_terms(self, lp: LayerParams, routed: float, hot_slots: int, etp: int, ep: int
+                   ) -> dict[str, float]:
+        """The busiest GPU's expert GEMMs over ``routed`` token assignments (reading only the
+        experts they touch) and the dispatch/combine that brings the tokens."""
+        touched = expected_touched(hot_slots, routed)
+        act_bytes = 2 * routed * self.model.hidden_size * self.a_bytes
+        return {
+            "moe_experts": self.roof.op(2 * routed * lp.expert / etp,
+                                        touched * lp.expert / etp * self.e_bytes + act_bytes,
+                                        self.roof.expert_flops),
+            "ep_comm": self.moe_dispatch_combine(routed, etp, ep),
+        }
+
     def moe_dispatch_combine(self, routed: float, etp: int, ep: int) -> float:
         """Dispatch tokens to, and combine outputs from, the ``etp·ep`` GPUs that hold a slice of
         the experts: every GPU receives each token assignment of its EP rank (each ``etp`` slice
@@ -341,8 +373,7 @@ class CostModel:
         hidden = m.hidden_size
 
         # ---- memory: weights and KV cache ----
-        attn_params = self.attn_weight_params_per_gpu(lp, tp)
-        dense_params = lp.dense_ffn / tp + lp.shared / tp + lp.router
+        attn_params, dense_params = self._params_per_gpu(lp, tp)
         expert_params = hot_slots * lp.expert / etp if is_moe else 0.0
         weight_bytes = math.ceil((attn_params + dense_params) * self.w_bytes
                                  + expert_params * self.e_bytes)
@@ -356,25 +387,15 @@ class CostModel:
             t: dict[str, float] = {}
             tokens = requests * ceil_div(seq, cp)  # tokens this GPU's attention rank holds
             act = tokens * hidden * self.a_bytes
-            t["attn_proj"] = self.roof.op(2 * tokens * attn_params,
-                                          attn_params * self.w_bytes + 4 * act,
-                                          self.roof.weight_flops)
+            t.update(self._weight_gemms(tokens, attn_params, dense_params))
             pairs = requests * self.causal_pairs(seq, window) / cp
             kv_read = tokens * self.kv_token[layer] / self.kv_shard(tp)
             t["attn_core"] = self.roof.op(pairs * self._attn_core_flops_per_pair(tp),
                                           2 * act + kv_read, self.roof.attn_flops)
-            t["ffn_dense"] = self.roof.op(2 * tokens * dense_params,
-                                          dense_params * self.w_bytes + 2 * act,
-                                          self.roof.weight_flops)
             if is_moe:
                 # routed token assignments on the busiest GPU
                 routed = dp * requests * seq * lp.top_k * hot_frac / edp
-                touched = expected_touched(hot_slots, routed)
-                t["moe_experts"] = self.roof.op(
-                    2 * routed * lp.expert / etp,
-                    touched * lp.expert / etp * self.e_bytes + 2 * routed * hidden * self.a_bytes,
-                    self.roof.expert_flops)
-                t["ep_comm"] = self.moe_dispatch_combine(routed, etp, ep)
+                t.update(self._moe_terms(lp, routed, hot_slots, etp, ep))
             t["tp_comm"] = 2 * self.link(tp).all_reduce(act, tp)
             if cp > 1:
                 kv_block = tokens * self.kv_token[layer] / self.kv_shard(tp)
@@ -396,14 +417,11 @@ class CostModel:
         is_moe = lp.num_experts > 0
         window = self.window[layer]
         hidden = m.hidden_size
-        attn_params = self.attn_weight_params_per_gpu(lp, tp)
-        dense_params = lp.dense_ffn / tp + lp.shared / tp + lp.router
+        attn_params, dense_params = self._params_per_gpu(lp, tp)
         dt: dict[str, float] = {}
         seqs = ceil_div(micro, dp)  # sequences (= tokens) per attention rank this step
         act = seqs * hidden * self.a_bytes
-        dt["attn_proj"] = self.roof.op(2 * seqs * attn_params,
-                                       attn_params * self.w_bytes + 4 * act,
-                                       self.roof.weight_flops)
+        dt.update(self._weight_gemms(seqs, attn_params, dense_params))
         ctx = wl.input_len + ceil_div(wl.output_len, 2)
         if window is not None:
             ctx = min(ctx, window)
@@ -411,17 +429,9 @@ class CostModel:
         dt["attn_core"] = self.roof.op(
             seqs * keys * self._attn_decode_flops_per_key(tp),
             seqs * keys * self.kv_token[layer] / self.kv_shard(tp), self.roof.attn_flops)
-        dt["ffn_dense"] = self.roof.op(2 * seqs * dense_params,
-                                       dense_params * self.w_bytes + 2 * act,
-                                       self.roof.weight_flops)
         if is_moe:
             routed = micro * lp.top_k * hot_frac / edp
-            touched = expected_touched(hot_slots, routed)
-            dt["moe_experts"] = self.roof.op(
-                2 * routed * lp.expert / etp,
-                touched * lp.expert / etp * self.e_bytes + 2 * routed * hidden * self.a_bytes,
-                self.roof.expert_flops)
-            dt["ep_comm"] = self.moe_dispatch_combine(routed, etp, ep)
+            dt.update(self._moe_terms(lp, routed, hot_slots, etp, ep))
         dt["tp_comm"] = 2 * self.link(tp).all_reduce(act, tp)
         if cp > 1:  # combine partial attention outputs (flash-decoding style)
             dt["cp_comm"] = self.link(tp * cp).ring(act, cp - 1)
