@@ -24,5 +24,20 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check solver service moeplan tests benchmarks
 
+# Batch-solve every instance with the baselines, a report and plots (outputs are not committed).
+bench: $(STAMP)
+	$(BIN)/moeplan bench instances --overwrite --out bench-results.jsonl --report md --plots bench-plots
+
+# Regenerate docs/benchmarks.md and its figures (run on an otherwise idle machine).
+bench-docs: $(STAMP)
+	mkdir -p benchmarks/results docs/img
+	$(BIN)/python benchmarks/make_sweep.py
+	$(BIN)/python benchmarks/solve_times.py --docs docs/benchmarks.md --json benchmarks/results/solve_times.json
+	$(BIN)/moeplan bench instances --workers 1 --solver-workers 2 --overwrite \
+		--out benchmarks/results/bench.jsonl --plots docs/img \
+		--report md --report-out docs/benchmarks.md
+	$(BIN)/moeplan plot instances/sweep/load-powerlaw-a1.01-r00-medium-e064-h100.yaml --out docs/img
+	$(BIN)/moeplan plot instances/models/qwen3-235b-h100-powerlaw.yaml --out docs/img
+
 clean:
 	rm -rf $(VENV) build *.egg-info
