@@ -199,14 +199,14 @@ def emit_json(doc: Any) -> None:
     typer.echo(json.dumps(_finite(doc), indent=2))
 
 
-def _load(path: str) -> Instance:
+def load_instance_arg(path: str) -> Instance:
     try:
         return load_instance(path)
     except ValueError as exc:
         raise as_input_error(exc, "instance") from None
 
 
-def _plan_for(instance: Instance, plan_text: str | None) -> Plan:
+def plan_arg(instance: Instance, plan_text: str | None) -> Plan:
     """The plan given by ``--plan`` (spec string or file), else the instance's claimed plan."""
     if plan_text is None:
         if instance.claimed_plan is None:
@@ -358,8 +358,8 @@ def estimate_cmd(
     """Metrics of a plan with the breakdown of its memory and time (cost model, no solving)."""
     from solver.verify import verify
 
-    instance = _load(instance_path)
-    chosen = _plan_for(instance, plan)
+    instance = load_instance_arg(instance_path)
+    chosen = plan_arg(instance, plan)
     report = verify(instance, chosen)  # evaluates the plan once and checks it
     evaluation = report.evaluation
     assert evaluation is not None  # verify always evaluates
@@ -390,8 +390,8 @@ def verify_cmd(
     """
     from solver.verify import verify
 
-    instance = _load(instance_path)
-    chosen = _plan_for(instance, plan)
+    instance = load_instance_arg(instance_path)
+    chosen = plan_arg(instance, plan)
     report = verify(instance, chosen)
     if as_json:
         emit_json(report.to_dict())
@@ -561,7 +561,7 @@ def solve_cmd(
         _check_out_path(out)
     if server is not None:
         _check_server(server)
-    instance = _load(instance_path)
+    instance = load_instance_arg(instance_path)
 
     if server is not None:
         result = _solve_remote(server, instance, time_limit, workers)

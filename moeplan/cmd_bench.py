@@ -28,7 +28,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from moeplan.cli import EXIT_NEGATIVE, _load, _plan_for, command
+from moeplan.cli import EXIT_NEGATIVE, command, load_instance_arg, plan_arg
 from solver.instance import InputError
 from solver.schema import MAX_TIME_LIMIT_S
 
@@ -314,10 +314,10 @@ def plot_cmd(
         raise InputError("--claimed: cannot be combined with --plan", "claimed")
     from solver import plots
 
-    instance = _load(instance_path)
+    instance = load_instance_arg(instance_path)
     greedy = None
     if plan is not None or claimed:
-        chosen = _plan_for(instance, plan)
+        chosen = plan_arg(instance, plan)
     else:
         from solver.planner import solve
 
