@@ -39,5 +39,10 @@ bench-docs: $(STAMP)
 	$(BIN)/moeplan plot instances/sweep/load-powerlaw-a1.01-r00-medium-e064-h100.yaml --out docs/img
 	$(BIN)/moeplan plot instances/models/qwen3-235b-h100-powerlaw.yaml --out docs/img
 
+# Regenerate the checked-in gRPC stubs from protos/ (tests fail when the two drift apart).
+protos: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -Iservice/_gen=protos --python_out=. --pyi_out=. \
+		--grpc_python_out=. protos/moeplan/v1/planner.proto
+
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,663 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Precision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PRECISION_UNSPECIFIED: _ClassVar[Precision]
+    PRECISION_FP32: _ClassVar[Precision]
+    PRECISION_BF16: _ClassVar[Precision]
+    PRECISION_FP16: _ClassVar[Precision]
+    PRECISION_FP8: _ClassVar[Precision]
+    PRECISION_INT8: _ClassVar[Precision]
+    PRECISION_MXFP4: _ClassVar[Precision]
+    PRECISION_FP4: _ClassVar[Precision]
+    PRECISION_INT4: _ClassVar[Precision]
+
+class AttentionKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ATTENTION_KIND_UNSPECIFIED: _ClassVar[AttentionKind]
+    ATTENTION_KIND_GQA: _ClassVar[AttentionKind]
+    ATTENTION_KIND_MLA: _ClassVar[AttentionKind]
+
+class ExpertLoadKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EXPERT_LOAD_KIND_UNSPECIFIED: _ClassVar[ExpertLoadKind]
+    EXPERT_LOAD_KIND_UNIFORM: _ClassVar[ExpertLoadKind]
+    EXPERT_LOAD_KIND_POWER_LAW: _ClassVar[ExpertLoadKind]
+    EXPERT_LOAD_KIND_MEASURED: _ClassVar[ExpertLoadKind]
+
+class SolveStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SOLVE_STATUS_UNSPECIFIED: _ClassVar[SolveStatus]
+    SOLVE_STATUS_OPTIMAL: _ClassVar[SolveStatus]
+    SOLVE_STATUS_FEASIBLE: _ClassVar[SolveStatus]
+    SOLVE_STATUS_INFEASIBLE: _ClassVar[SolveStatus]
+    SOLVE_STATUS_UNKNOWN: _ClassVar[SolveStatus]
+PRECISION_UNSPECIFIED: Precision
+PRECISION_FP32: Precision
+PRECISION_BF16: Precision
+PRECISION_FP16: Precision
+PRECISION_FP8: Precision
+PRECISION_INT8: Precision
+PRECISION_MXFP4: Precision
+PRECISION_FP4: Precision
+PRECISION_INT4: Precision
+ATTENTION_KIND_UNSPECIFIED: AttentionKind
+ATTENTION_KIND_GQA: AttentionKind
+ATTENTION_KIND_MLA: AttentionKind
+EXPERT_LOAD_KIND_UNSPECIFIED: ExpertLoadKind
+EXPERT_LOAD_KIND_UNIFORM: ExpertLoadKind
+EXPERT_LOAD_KIND_POWER_LAW: ExpertLoadKind
+EXPERT_LOAD_KIND_MEASURED: ExpertLoadKind
+SOLVE_STATUS_UNSPECIFIED: SolveStatus
+SOLVE_STATUS_OPTIMAL: SolveStatus
+SOLVE_STATUS_FEASIBLE: SolveStatus
+SOLVE_STATUS_INFEASIBLE: SolveStatus
+SOLVE_STATUS_UNKNOWN: SolveStatus
+
+class SolveRequest(_message.Message):
+    __slots__ = ("instance", "time_limit_s", "workers")
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    TIME_LIMIT_S_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    instance: Instance
+    time_limit_s: float
+    workers: int
+    def __init__(self, instance: _Optional[_Union[Instance, _Mapping]] = ..., time_limit_s: _Optional[float] = ..., workers: _Optional[int] = ...) -> None: ...
+
+class SolveResponse(_message.Message):
+    __slots__ = ("result",)
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    result: SolveResult
+    def __init__(self, result: _Optional[_Union[SolveResult, _Mapping]] = ...) -> None: ...
+
+class SolveStreamResponse(_message.Message):
+    __slots__ = ("final", "result")
+    FINAL_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    final: bool
+    result: SolveResult
+    def __init__(self, final: _Optional[bool] = ..., result: _Optional[_Union[SolveResult, _Mapping]] = ...) -> None: ...
+
+class VerifyRequest(_message.Message):
+    __slots__ = ("instance", "plan")
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    instance: Instance
+    plan: Plan
+    def __init__(self, instance: _Optional[_Union[Instance, _Mapping]] = ..., plan: _Optional[_Union[Plan, _Mapping]] = ...) -> None: ...
+
+class VerifyResponse(_message.Message):
+    __slots__ = ("valid", "violations", "notes", "warnings", "estimate")
+    VALID_FIELD_NUMBER: _ClassVar[int]
+    VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATE_FIELD_NUMBER: _ClassVar[int]
+    valid: bool
+    violations: _containers.RepeatedCompositeFieldContainer[Violation]
+    notes: _containers.RepeatedScalarFieldContainer[str]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    estimate: Estimate
+    def __init__(self, valid: _Optional[bool] = ..., violations: _Optional[_Iterable[_Union[Violation, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ..., estimate: _Optional[_Union[Estimate, _Mapping]] = ...) -> None: ...
+
+class EstimateRequest(_message.Message):
+    __slots__ = ("instance", "plan")
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    instance: Instance
+    plan: Plan
+    def __init__(self, instance: _Optional[_Union[Instance, _Mapping]] = ..., plan: _Optional[_Union[Plan, _Mapping]] = ...) -> None: ...
+
+class EstimateResponse(_message.Message):
+    __slots__ = ("estimate",)
+    ESTIMATE_FIELD_NUMBER: _ClassVar[int]
+    estimate: Estimate
+    def __init__(self, estimate: _Optional[_Union[Estimate, _Mapping]] = ...) -> None: ...
+
+class ListPresetsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListPresetsResponse(_message.Message):
+    __slots__ = ("models", "hardware")
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    HARDWARE_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ModelPreset]
+    hardware: _containers.RepeatedCompositeFieldContainer[HardwarePreset]
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelPreset, _Mapping]]] = ..., hardware: _Optional[_Iterable[_Union[HardwarePreset, _Mapping]]] = ...) -> None: ...
+
+class ModelPreset(_message.Message):
+    __slots__ = ("name", "total_params", "active_params", "published_total_params", "spec")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHED_TOTAL_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    total_params: int
+    active_params: int
+    published_total_params: int
+    spec: ModelSpec
+    def __init__(self, name: _Optional[str] = ..., total_params: _Optional[int] = ..., active_params: _Optional[int] = ..., published_total_params: _Optional[int] = ..., spec: _Optional[_Union[ModelSpec, _Mapping]] = ...) -> None: ...
+
+class HardwarePreset(_message.Message):
+    __slots__ = ("name", "spec")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    spec: HardwareSpec
+    def __init__(self, name: _Optional[str] = ..., spec: _Optional[_Union[HardwareSpec, _Mapping]] = ...) -> None: ...
+
+class Instance(_message.Message):
+    __slots__ = ("name", "description", "model_preset", "model_spec", "hardware_preset", "hardware_spec", "workload", "expert_load", "search", "claimed_plan")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_PRESET_FIELD_NUMBER: _ClassVar[int]
+    MODEL_SPEC_FIELD_NUMBER: _ClassVar[int]
+    HARDWARE_PRESET_FIELD_NUMBER: _ClassVar[int]
+    HARDWARE_SPEC_FIELD_NUMBER: _ClassVar[int]
+    WORKLOAD_FIELD_NUMBER: _ClassVar[int]
+    EXPERT_LOAD_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_FIELD_NUMBER: _ClassVar[int]
+    CLAIMED_PLAN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    model_preset: str
+    model_spec: ModelSpec
+    hardware_preset: str
+    hardware_spec: HardwareSpec
+    workload: Workload
+    expert_load: ExpertLoad
+    search: SearchOptions
+    claimed_plan: Plan
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., model_preset: _Optional[str] = ..., model_spec: _Optional[_Union[ModelSpec, _Mapping]] = ..., hardware_preset: _Optional[str] = ..., hardware_spec: _Optional[_Union[HardwareSpec, _Mapping]] = ..., workload: _Optional[_Union[Workload, _Mapping]] = ..., expert_load: _Optional[_Union[ExpertLoad, _Mapping]] = ..., search: _Optional[_Union[SearchOptions, _Mapping]] = ..., claimed_plan: _Optional[_Union[Plan, _Mapping]] = ...) -> None: ...
+
+class AttentionSpec(_message.Message):
+    __slots__ = ("kind", "num_heads", "num_kv_heads", "head_dim", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "bias", "qk_norm", "sinks", "sliding_window", "sliding_layers")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NUM_HEADS_FIELD_NUMBER: _ClassVar[int]
+    NUM_KV_HEADS_FIELD_NUMBER: _ClassVar[int]
+    HEAD_DIM_FIELD_NUMBER: _ClassVar[int]
+    Q_LORA_RANK_FIELD_NUMBER: _ClassVar[int]
+    KV_LORA_RANK_FIELD_NUMBER: _ClassVar[int]
+    QK_NOPE_HEAD_DIM_FIELD_NUMBER: _ClassVar[int]
+    QK_ROPE_HEAD_DIM_FIELD_NUMBER: _ClassVar[int]
+    V_HEAD_DIM_FIELD_NUMBER: _ClassVar[int]
+    BIAS_FIELD_NUMBER: _ClassVar[int]
+    QK_NORM_FIELD_NUMBER: _ClassVar[int]
+    SINKS_FIELD_NUMBER: _ClassVar[int]
+    SLIDING_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    SLIDING_LAYERS_FIELD_NUMBER: _ClassVar[int]
+    kind: AttentionKind
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    q_lora_rank: int
+    kv_lora_rank: int
+    qk_nope_head_dim: int
+    qk_rope_head_dim: int
+    v_head_dim: int
+    bias: bool
+    qk_norm: bool
+    sinks: bool
+    sliding_window: int
+    sliding_layers: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, kind: _Optional[_Union[AttentionKind, str]] = ..., num_heads: _Optional[int] = ..., num_kv_heads: _Optional[int] = ..., head_dim: _Optional[int] = ..., q_lora_rank: _Optional[int] = ..., kv_lora_rank: _Optional[int] = ..., qk_nope_head_dim: _Optional[int] = ..., qk_rope_head_dim: _Optional[int] = ..., v_head_dim: _Optional[int] = ..., bias: _Optional[bool] = ..., qk_norm: _Optional[bool] = ..., sinks: _Optional[bool] = ..., sliding_window: _Optional[int] = ..., sliding_layers: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ModelSpec(_message.Message):
+    __slots__ = ("name", "num_layers", "dense_layers", "hidden_size", "attention", "dense_ffn_width", "num_experts", "top_k", "expert_ffn_width", "num_shared_experts", "shared_expert_width", "gated_ffn", "ffn_bias", "router_bias", "vocab_size", "tie_embeddings", "weight_precision", "expert_precision", "kv_precision", "activation_precision", "declared_total_params", "max_position_embeddings")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NUM_LAYERS_FIELD_NUMBER: _ClassVar[int]
+    DENSE_LAYERS_FIELD_NUMBER: _ClassVar[int]
+    HIDDEN_SIZE_FIELD_NUMBER: _ClassVar[int]
+    ATTENTION_FIELD_NUMBER: _ClassVar[int]
+    DENSE_FFN_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    NUM_EXPERTS_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    EXPERT_FFN_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    NUM_SHARED_EXPERTS_FIELD_NUMBER: _ClassVar[int]
+    SHARED_EXPERT_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    GATED_FFN_FIELD_NUMBER: _ClassVar[int]
+    FFN_BIAS_FIELD_NUMBER: _ClassVar[int]
+    ROUTER_BIAS_FIELD_NUMBER: _ClassVar[int]
+    VOCAB_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TIE_EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_PRECISION_FIELD_NUMBER: _ClassVar[int]
+    EXPERT_PRECISION_FIELD_NUMBER: _ClassVar[int]
+    KV_PRECISION_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATION_PRECISION_FIELD_NUMBER: _ClassVar[int]
+    DECLARED_TOTAL_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    MAX_POSITION_EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    num_layers: int
+    dense_layers: _containers.RepeatedScalarFieldContainer[int]
+    hidden_size: int
+    attention: AttentionSpec
+    dense_ffn_width: int
+    num_experts: int
+    top_k: int
+    expert_ffn_width: int
+    num_shared_experts: int
+    shared_expert_width: int
+    gated_ffn: bool
+    ffn_bias: bool
+    router_bias: bool
+    vocab_size: int
+    tie_embeddings: bool
+    weight_precision: Precision
+    expert_precision: Precision
+    kv_precision: Precision
+    activation_precision: Precision
+    declared_total_params: int
+    max_position_embeddings: int
+    def __init__(self, name: _Optional[str] = ..., num_layers: _Optional[int] = ..., dense_layers: _Optional[_Iterable[int]] = ..., hidden_size: _Optional[int] = ..., attention: _Optional[_Union[AttentionSpec, _Mapping]] = ..., dense_ffn_width: _Optional[int] = ..., num_experts: _Optional[int] = ..., top_k: _Optional[int] = ..., expert_ffn_width: _Optional[int] = ..., num_shared_experts: _Optional[int] = ..., shared_expert_width: _Optional[int] = ..., gated_ffn: _Optional[bool] = ..., ffn_bias: _Optional[bool] = ..., router_bias: _Optional[bool] = ..., vocab_size: _Optional[int] = ..., tie_embeddings: _Optional[bool] = ..., weight_precision: _Optional[_Union[Precision, str]] = ..., expert_precision: _Optional[_Union[Precision, str]] = ..., kv_precision: _Optional[_Union[Precision, str]] = ..., activation_precision: _Optional[_Union[Precision, str]] = ..., declared_total_params: _Optional[int] = ..., max_position_embeddings: _Optional[int] = ...) -> None: ...
+
+class PeakTflops(_message.Message):
+    __slots__ = ("precision", "tflops")
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
+    TFLOPS_FIELD_NUMBER: _ClassVar[int]
+    precision: Precision
+    tflops: float
+    def __init__(self, precision: _Optional[_Union[Precision, str]] = ..., tflops: _Optional[float] = ...) -> None: ...
+
+class HardwareSpec(_message.Message):
+    __slots__ = ("name", "peak_tflops", "mfu", "hbm_gb", "hbm_tb_s", "hbm_efficiency", "gpus_per_node", "intra_node_gb_s", "inter_node_gb_s", "intra_node_latency_us", "inter_node_latency_us", "comm_efficiency", "reserved_gb", "notes")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PEAK_TFLOPS_FIELD_NUMBER: _ClassVar[int]
+    MFU_FIELD_NUMBER: _ClassVar[int]
+    HBM_GB_FIELD_NUMBER: _ClassVar[int]
+    HBM_TB_S_FIELD_NUMBER: _ClassVar[int]
+    HBM_EFFICIENCY_FIELD_NUMBER: _ClassVar[int]
+    GPUS_PER_NODE_FIELD_NUMBER: _ClassVar[int]
+    INTRA_NODE_GB_S_FIELD_NUMBER: _ClassVar[int]
+    INTER_NODE_GB_S_FIELD_NUMBER: _ClassVar[int]
+    INTRA_NODE_LATENCY_US_FIELD_NUMBER: _ClassVar[int]
+    INTER_NODE_LATENCY_US_FIELD_NUMBER: _ClassVar[int]
+    COMM_EFFICIENCY_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_GB_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    peak_tflops: _containers.RepeatedCompositeFieldContainer[PeakTflops]
+    mfu: float
+    hbm_gb: float
+    hbm_tb_s: float
+    hbm_efficiency: float
+    gpus_per_node: int
+    intra_node_gb_s: float
+    inter_node_gb_s: float
+    intra_node_latency_us: float
+    inter_node_latency_us: float
+    comm_efficiency: float
+    reserved_gb: float
+    notes: str
+    def __init__(self, name: _Optional[str] = ..., peak_tflops: _Optional[_Iterable[_Union[PeakTflops, _Mapping]]] = ..., mfu: _Optional[float] = ..., hbm_gb: _Optional[float] = ..., hbm_tb_s: _Optional[float] = ..., hbm_efficiency: _Optional[float] = ..., gpus_per_node: _Optional[int] = ..., intra_node_gb_s: _Optional[float] = ..., inter_node_gb_s: _Optional[float] = ..., intra_node_latency_us: _Optional[float] = ..., inter_node_latency_us: _Optional[float] = ..., comm_efficiency: _Optional[float] = ..., reserved_gb: _Optional[float] = ..., notes: _Optional[str] = ...) -> None: ...
+
+class BatchRange(_message.Message):
+    __slots__ = ("min", "max", "step")
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    min: int
+    max: int
+    step: int
+    def __init__(self, min: _Optional[int] = ..., max: _Optional[int] = ..., step: _Optional[int] = ...) -> None: ...
+
+class Targets(_message.Message):
+    __slots__ = ("max_ttft_s", "max_tpot_s", "min_output_tokens_per_s_per_gpu", "min_output_tokens_per_s", "max_gpus")
+    MAX_TTFT_S_FIELD_NUMBER: _ClassVar[int]
+    MAX_TPOT_S_FIELD_NUMBER: _ClassVar[int]
+    MIN_OUTPUT_TOKENS_PER_S_PER_GPU_FIELD_NUMBER: _ClassVar[int]
+    MIN_OUTPUT_TOKENS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    MAX_GPUS_FIELD_NUMBER: _ClassVar[int]
+    max_ttft_s: float
+    max_tpot_s: float
+    min_output_tokens_per_s_per_gpu: float
+    min_output_tokens_per_s: float
+    max_gpus: int
+    def __init__(self, max_ttft_s: _Optional[float] = ..., max_tpot_s: _Optional[float] = ..., min_output_tokens_per_s_per_gpu: _Optional[float] = ..., min_output_tokens_per_s: _Optional[float] = ..., max_gpus: _Optional[int] = ...) -> None: ...
+
+class Workload(_message.Message):
+    __slots__ = ("input_len", "max_input_len", "output_len", "fixed_batch", "batch_range", "targets")
+    INPUT_LEN_FIELD_NUMBER: _ClassVar[int]
+    MAX_INPUT_LEN_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_LEN_FIELD_NUMBER: _ClassVar[int]
+    FIXED_BATCH_FIELD_NUMBER: _ClassVar[int]
+    BATCH_RANGE_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    input_len: int
+    max_input_len: int
+    output_len: int
+    fixed_batch: int
+    batch_range: BatchRange
+    targets: Targets
+    def __init__(self, input_len: _Optional[int] = ..., max_input_len: _Optional[int] = ..., output_len: _Optional[int] = ..., fixed_batch: _Optional[int] = ..., batch_range: _Optional[_Union[BatchRange, _Mapping]] = ..., targets: _Optional[_Union[Targets, _Mapping]] = ...) -> None: ...
+
+class ExpertCounts(_message.Message):
+    __slots__ = ("tokens",)
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    tokens: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, tokens: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ExpertLoad(_message.Message):
+    __slots__ = ("kind", "alpha", "seed", "counts")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    kind: ExpertLoadKind
+    alpha: float
+    seed: int
+    counts: _containers.RepeatedCompositeFieldContainer[ExpertCounts]
+    def __init__(self, kind: _Optional[_Union[ExpertLoadKind, str]] = ..., alpha: _Optional[float] = ..., seed: _Optional[int] = ..., counts: _Optional[_Iterable[_Union[ExpertCounts, _Mapping]]] = ...) -> None: ...
+
+class DegreeValues(_message.Message):
+    __slots__ = ("tp", "pp", "dp", "cp", "ep", "etp", "edp", "replicas")
+    TP_FIELD_NUMBER: _ClassVar[int]
+    PP_FIELD_NUMBER: _ClassVar[int]
+    DP_FIELD_NUMBER: _ClassVar[int]
+    CP_FIELD_NUMBER: _ClassVar[int]
+    EP_FIELD_NUMBER: _ClassVar[int]
+    ETP_FIELD_NUMBER: _ClassVar[int]
+    EDP_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    tp: int
+    pp: int
+    dp: int
+    cp: int
+    ep: int
+    etp: int
+    edp: int
+    replicas: int
+    def __init__(self, tp: _Optional[int] = ..., pp: _Optional[int] = ..., dp: _Optional[int] = ..., cp: _Optional[int] = ..., ep: _Optional[int] = ..., etp: _Optional[int] = ..., edp: _Optional[int] = ..., replicas: _Optional[int] = ...) -> None: ...
+
+class ForbiddenDegrees(_message.Message):
+    __slots__ = ("tp", "pp", "dp", "cp", "ep", "etp", "edp", "replicas")
+    TP_FIELD_NUMBER: _ClassVar[int]
+    PP_FIELD_NUMBER: _ClassVar[int]
+    DP_FIELD_NUMBER: _ClassVar[int]
+    CP_FIELD_NUMBER: _ClassVar[int]
+    EP_FIELD_NUMBER: _ClassVar[int]
+    ETP_FIELD_NUMBER: _ClassVar[int]
+    EDP_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    tp: _containers.RepeatedScalarFieldContainer[int]
+    pp: _containers.RepeatedScalarFieldContainer[int]
+    dp: _containers.RepeatedScalarFieldContainer[int]
+    cp: _containers.RepeatedScalarFieldContainer[int]
+    ep: _containers.RepeatedScalarFieldContainer[int]
+    etp: _containers.RepeatedScalarFieldContainer[int]
+    edp: _containers.RepeatedScalarFieldContainer[int]
+    replicas: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, tp: _Optional[_Iterable[int]] = ..., pp: _Optional[_Iterable[int]] = ..., dp: _Optional[_Iterable[int]] = ..., cp: _Optional[_Iterable[int]] = ..., ep: _Optional[_Iterable[int]] = ..., etp: _Optional[_Iterable[int]] = ..., edp: _Optional[_Iterable[int]] = ..., replicas: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class SearchOptions(_message.Message):
+    __slots__ = ("fix", "forbid", "max_pp", "max_cp", "max_dp", "redundant_experts", "ep_cross_node", "tp_cross_node", "time_limit_s", "workers", "random_seed")
+    FIX_FIELD_NUMBER: _ClassVar[int]
+    FORBID_FIELD_NUMBER: _ClassVar[int]
+    MAX_PP_FIELD_NUMBER: _ClassVar[int]
+    MAX_CP_FIELD_NUMBER: _ClassVar[int]
+    MAX_DP_FIELD_NUMBER: _ClassVar[int]
+    REDUNDANT_EXPERTS_FIELD_NUMBER: _ClassVar[int]
+    EP_CROSS_NODE_FIELD_NUMBER: _ClassVar[int]
+    TP_CROSS_NODE_FIELD_NUMBER: _ClassVar[int]
+    TIME_LIMIT_S_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    RANDOM_SEED_FIELD_NUMBER: _ClassVar[int]
+    fix: DegreeValues
+    forbid: ForbiddenDegrees
+    max_pp: int
+    max_cp: int
+    max_dp: int
+    redundant_experts: int
+    ep_cross_node: bool
+    tp_cross_node: bool
+    time_limit_s: float
+    workers: int
+    random_seed: int
+    def __init__(self, fix: _Optional[_Union[DegreeValues, _Mapping]] = ..., forbid: _Optional[_Union[ForbiddenDegrees, _Mapping]] = ..., max_pp: _Optional[int] = ..., max_cp: _Optional[int] = ..., max_dp: _Optional[int] = ..., redundant_experts: _Optional[int] = ..., ep_cross_node: _Optional[bool] = ..., tp_cross_node: _Optional[bool] = ..., time_limit_s: _Optional[float] = ..., workers: _Optional[int] = ..., random_seed: _Optional[int] = ...) -> None: ...
+
+class Degrees(_message.Message):
+    __slots__ = ("tp", "pp", "dp", "cp", "ep", "etp", "edp", "replicas")
+    TP_FIELD_NUMBER: _ClassVar[int]
+    PP_FIELD_NUMBER: _ClassVar[int]
+    DP_FIELD_NUMBER: _ClassVar[int]
+    CP_FIELD_NUMBER: _ClassVar[int]
+    EP_FIELD_NUMBER: _ClassVar[int]
+    ETP_FIELD_NUMBER: _ClassVar[int]
+    EDP_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    tp: int
+    pp: int
+    dp: int
+    cp: int
+    ep: int
+    etp: int
+    edp: int
+    replicas: int
+    def __init__(self, tp: _Optional[int] = ..., pp: _Optional[int] = ..., dp: _Optional[int] = ..., cp: _Optional[int] = ..., ep: _Optional[int] = ..., etp: _Optional[int] = ..., edp: _Optional[int] = ..., replicas: _Optional[int] = ...) -> None: ...
+
+class Stage(_message.Message):
+    __slots__ = ("first_layer", "last_layer")
+    FIRST_LAYER_FIELD_NUMBER: _ClassVar[int]
+    LAST_LAYER_FIELD_NUMBER: _ClassVar[int]
+    first_layer: int
+    last_layer: int
+    def __init__(self, first_layer: _Optional[int] = ..., last_layer: _Optional[int] = ...) -> None: ...
+
+class RankExperts(_message.Message):
+    __slots__ = ("experts",)
+    EXPERTS_FIELD_NUMBER: _ClassVar[int]
+    experts: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, experts: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class LayerPlacement(_message.Message):
+    __slots__ = ("layer", "ranks")
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    RANKS_FIELD_NUMBER: _ClassVar[int]
+    layer: int
+    ranks: _containers.RepeatedCompositeFieldContainer[RankExperts]
+    def __init__(self, layer: _Optional[int] = ..., ranks: _Optional[_Iterable[_Union[RankExperts, _Mapping]]] = ...) -> None: ...
+
+class Plan(_message.Message):
+    __slots__ = ("degrees", "batch", "stages", "placement", "claimed_total_gpus", "claimed_metrics", "note")
+    class ClaimedMetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    DEGREES_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    CLAIMED_TOTAL_GPUS_FIELD_NUMBER: _ClassVar[int]
+    CLAIMED_METRICS_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    degrees: Degrees
+    batch: int
+    stages: _containers.RepeatedCompositeFieldContainer[Stage]
+    placement: _containers.RepeatedCompositeFieldContainer[LayerPlacement]
+    claimed_total_gpus: int
+    claimed_metrics: _containers.ScalarMap[str, float]
+    note: str
+    def __init__(self, degrees: _Optional[_Union[Degrees, _Mapping]] = ..., batch: _Optional[int] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., placement: _Optional[_Iterable[_Union[LayerPlacement, _Mapping]]] = ..., claimed_total_gpus: _Optional[int] = ..., claimed_metrics: _Optional[_Mapping[str, float]] = ..., note: _Optional[str] = ...) -> None: ...
+
+class Metrics(_message.Message):
+    __slots__ = ("ttft_s", "tpot_s", "output_tokens_per_s", "output_tokens_per_s_per_gpu", "tokens_per_s_per_user", "peak_memory_gb")
+    TTFT_S_FIELD_NUMBER: _ClassVar[int]
+    TPOT_S_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_PER_S_PER_GPU_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_S_PER_USER_FIELD_NUMBER: _ClassVar[int]
+    PEAK_MEMORY_GB_FIELD_NUMBER: _ClassVar[int]
+    ttft_s: float
+    tpot_s: float
+    output_tokens_per_s: float
+    output_tokens_per_s_per_gpu: float
+    tokens_per_s_per_user: float
+    peak_memory_gb: float
+    def __init__(self, ttft_s: _Optional[float] = ..., tpot_s: _Optional[float] = ..., output_tokens_per_s: _Optional[float] = ..., output_tokens_per_s_per_gpu: _Optional[float] = ..., tokens_per_s_per_user: _Optional[float] = ..., peak_memory_gb: _Optional[float] = ...) -> None: ...
+
+class LayerExperts(_message.Message):
+    __slots__ = ("layer", "hottest_load", "greedy_hottest_load", "lower_bound", "optimal", "replicated_experts")
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    HOTTEST_LOAD_FIELD_NUMBER: _ClassVar[int]
+    GREEDY_HOTTEST_LOAD_FIELD_NUMBER: _ClassVar[int]
+    LOWER_BOUND_FIELD_NUMBER: _ClassVar[int]
+    OPTIMAL_FIELD_NUMBER: _ClassVar[int]
+    REPLICATED_EXPERTS_FIELD_NUMBER: _ClassVar[int]
+    layer: int
+    hottest_load: float
+    greedy_hottest_load: float
+    lower_bound: float
+    optimal: bool
+    replicated_experts: int
+    def __init__(self, layer: _Optional[int] = ..., hottest_load: _Optional[float] = ..., greedy_hottest_load: _Optional[float] = ..., lower_bound: _Optional[float] = ..., optimal: _Optional[bool] = ..., replicated_experts: _Optional[int] = ...) -> None: ...
+
+class Explanation(_message.Message):
+    __slots__ = ("summary", "conflicts", "nearest")
+    class NearestEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    CONFLICTS_FIELD_NUMBER: _ClassVar[int]
+    NEAREST_FIELD_NUMBER: _ClassVar[int]
+    summary: str
+    conflicts: _containers.RepeatedScalarFieldContainer[str]
+    nearest: _containers.ScalarMap[str, float]
+    def __init__(self, summary: _Optional[str] = ..., conflicts: _Optional[_Iterable[str]] = ..., nearest: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class SolveResult(_message.Message):
+    __slots__ = ("status", "plan", "metrics", "objective", "bound", "gap", "solve_time_s", "solver", "tie_breaks", "experts", "explanation", "improving_solutions")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
+    BOUND_FIELD_NUMBER: _ClassVar[int]
+    GAP_FIELD_NUMBER: _ClassVar[int]
+    SOLVE_TIME_S_FIELD_NUMBER: _ClassVar[int]
+    SOLVER_FIELD_NUMBER: _ClassVar[int]
+    TIE_BREAKS_FIELD_NUMBER: _ClassVar[int]
+    EXPERTS_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATION_FIELD_NUMBER: _ClassVar[int]
+    IMPROVING_SOLUTIONS_FIELD_NUMBER: _ClassVar[int]
+    status: SolveStatus
+    plan: Plan
+    metrics: Metrics
+    objective: int
+    bound: int
+    gap: float
+    solve_time_s: float
+    solver: str
+    tie_breaks: _containers.RepeatedScalarFieldContainer[str]
+    experts: _containers.RepeatedCompositeFieldContainer[LayerExperts]
+    explanation: Explanation
+    improving_solutions: int
+    def __init__(self, status: _Optional[_Union[SolveStatus, str]] = ..., plan: _Optional[_Union[Plan, _Mapping]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., objective: _Optional[int] = ..., bound: _Optional[int] = ..., gap: _Optional[float] = ..., solve_time_s: _Optional[float] = ..., solver: _Optional[str] = ..., tie_breaks: _Optional[_Iterable[str]] = ..., experts: _Optional[_Iterable[_Union[LayerExperts, _Mapping]]] = ..., explanation: _Optional[_Union[Explanation, _Mapping]] = ..., improving_solutions: _Optional[int] = ...) -> None: ...
+
+class Violation(_message.Message):
+    __slots__ = ("rule", "field", "message")
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    rule: str
+    field: str
+    message: str
+    def __init__(self, rule: _Optional[str] = ..., field: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class MemoryBreakdown(_message.Message):
+    __slots__ = ("terms_gb", "total_gb", "stage")
+    class TermsGbEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    TERMS_GB_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_GB_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    terms_gb: _containers.ScalarMap[str, float]
+    total_gb: float
+    stage: int
+    def __init__(self, terms_gb: _Optional[_Mapping[str, float]] = ..., total_gb: _Optional[float] = ..., stage: _Optional[int] = ...) -> None: ...
+
+class TimeBreakdown(_message.Message):
+    __slots__ = ("ttft_terms_s", "ttft_s", "decode_step_terms_s", "decode_step_s", "decode_stage", "tpot_s", "microbatches", "prefill_per_cycle_s", "cycle_s")
+    class TtftTermsSEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class DecodeStepTermsSEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    TTFT_TERMS_S_FIELD_NUMBER: _ClassVar[int]
+    TTFT_S_FIELD_NUMBER: _ClassVar[int]
+    DECODE_STEP_TERMS_S_FIELD_NUMBER: _ClassVar[int]
+    DECODE_STEP_S_FIELD_NUMBER: _ClassVar[int]
+    DECODE_STAGE_FIELD_NUMBER: _ClassVar[int]
+    TPOT_S_FIELD_NUMBER: _ClassVar[int]
+    MICROBATCHES_FIELD_NUMBER: _ClassVar[int]
+    PREFILL_PER_CYCLE_S_FIELD_NUMBER: _ClassVar[int]
+    CYCLE_S_FIELD_NUMBER: _ClassVar[int]
+    ttft_terms_s: _containers.ScalarMap[str, float]
+    ttft_s: float
+    decode_step_terms_s: _containers.ScalarMap[str, float]
+    decode_step_s: float
+    decode_stage: int
+    tpot_s: float
+    microbatches: int
+    prefill_per_cycle_s: float
+    cycle_s: float
+    def __init__(self, ttft_terms_s: _Optional[_Mapping[str, float]] = ..., ttft_s: _Optional[float] = ..., decode_step_terms_s: _Optional[_Mapping[str, float]] = ..., decode_step_s: _Optional[float] = ..., decode_stage: _Optional[int] = ..., tpot_s: _Optional[float] = ..., microbatches: _Optional[int] = ..., prefill_per_cycle_s: _Optional[float] = ..., cycle_s: _Optional[float] = ...) -> None: ...
+
+class StageEstimate(_message.Message):
+    __slots__ = ("first_layer", "last_layer", "memory_gb", "decode_ms", "prefill_ms")
+    FIRST_LAYER_FIELD_NUMBER: _ClassVar[int]
+    LAST_LAYER_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_GB_FIELD_NUMBER: _ClassVar[int]
+    DECODE_MS_FIELD_NUMBER: _ClassVar[int]
+    PREFILL_MS_FIELD_NUMBER: _ClassVar[int]
+    first_layer: int
+    last_layer: int
+    memory_gb: float
+    decode_ms: float
+    prefill_ms: float
+    def __init__(self, first_layer: _Optional[int] = ..., last_layer: _Optional[int] = ..., memory_gb: _Optional[float] = ..., decode_ms: _Optional[float] = ..., prefill_ms: _Optional[float] = ...) -> None: ...
+
+class Estimate(_message.Message):
+    __slots__ = ("gpus", "degrees", "batch", "metrics", "memory", "time", "stages")
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    DEGREES_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    gpus: int
+    degrees: Degrees
+    batch: int
+    metrics: Metrics
+    memory: MemoryBreakdown
+    time: TimeBreakdown
+    stages: _containers.RepeatedCompositeFieldContainer[StageEstimate]
+    def __init__(self, gpus: _Optional[int] = ..., degrees: _Optional[_Union[Degrees, _Mapping]] = ..., batch: _Optional[int] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., memory: _Optional[_Union[MemoryBreakdown, _Mapping]] = ..., time: _Optional[_Union[TimeBreakdown, _Mapping]] = ..., stages: _Optional[_Iterable[_Union[StageEstimate, _Mapping]]] = ...) -> None: ...

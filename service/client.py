@@ -1,0 +1,278 @@
+"""Python clients of the moeplan gRPC service: :class:`PlannerClient` (blocking) and
+:class:`AsyncPlannerClient` (asyncio). Both speak pydantic: they take a
+:class:`~solver.schema.Instance` (load it with :func:`solver.instance.load_instance`, which also
+resolves Hugging Face config files on the client) and return a
+:class:`~solver.schema.SolveResult`, exactly what :func:`solver.planner.solve` returns locally.
+
+Errors: INVALID_ARGUMENT raises :class:`~solver.instance.InputError` (with ``.violations`` from
+the server's BadRequest details); an unreachable server raises :class:`ServerUnavailable` and a
+refused token :class:`AuthenticationError` (both :class:`ConnectionError`); any other status
+raises :class:`RemoteError` with its ``code``.
+
+Credentials come from the arguments or the environment: ``MOEPLAN_TOKEN`` (bearer token) and
+``MOEPLAN_TLS_CA`` (a PEM file of the CA that signed the server's certificate; setting it turns
+TLS on).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from service import convert
+from service._gen.moeplan.v1 import planner_pb2 as pb
+from service._gen.moeplan.v1 import planner_pb2_grpc as pb_grpc
+from solver.instance import InputError
+from solver.schema import HardwareSpec, Instance, ModelSpec, Plan, SolveResult
+
+TOKEN_ENV = "MOEPLAN_TOKEN"
+TLS_CA_ENV = "MOEPLAN_TLS_CA"
+#: A solve's call deadline is its time limit plus this much (or a quarter of it, if longer):
+#: room for queueing and the planner's explanation phase, while a dead server is still noticed.
+DEADLINE_SLACK_S = 30.0
+
+
+class RemoteError(RuntimeError):
+    """The server answered with an error status."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+
+
+class ServerUnavailable(ConnectionError):
+    """The server cannot be reached (UNAVAILABLE)."""
+
+
+class AuthenticationError(ConnectionError):
+    """The server refused the call's credentials (UNAUTHENTICATED)."""
+
+
+def _bad_request(error: grpc.Call) -> InputError:
+    """INVALID_ARGUMENT as the InputError the CLI would raise for the same input."""
+    violations: list[tuple[str, str]] = []
+    status = rpc_status.from_call(error)
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            violations.extend((v.field, v.description) for v in bad.field_violations)
+    message = error.details() or "invalid argument"
+    field = violations[0][0] if violations else ""
+    return InputError(message, field, violations)
+
+
+def translate_error(error: grpc.RpcError) -> Exception:
+    """The Python exception for a failed call."""
+    code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
+    message = error.details() if isinstance(error, grpc.Call) else str(error)
+    if code == grpc.StatusCode.INVALID_ARGUMENT and isinstance(error, grpc.Call):
+        return _bad_request(error)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return ServerUnavailable(message or "server unavailable")
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return AuthenticationError(f"{message}; set {TOKEN_ENV}")
+    return RemoteError(code, message or "")
+
+
+def _channel_credentials(tls: bool | None, root_certificates: bytes | None,
+                         ) -> grpc.ChannelCredentials | None:
+    if root_certificates is None and os.environ.get(TLS_CA_ENV):
+        root_certificates = Path(os.environ[TLS_CA_ENV]).read_bytes()
+    if tls is None:
+        tls = root_certificates is not None
+    return grpc.ssl_channel_credentials(root_certificates) if tls else None
+
+
+def _metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    token = token if token is not None else os.environ.get(TOKEN_ENV)
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+def _solve_request(instance: Instance, time_limit_s: float | None, workers: int | None,
+                   ) -> pb.SolveRequest:
+    request = pb.SolveRequest(instance=convert.instance_to_proto(instance))
+    if time_limit_s is not None:
+        request.time_limit_s = time_limit_s
+    if workers is not None:
+        request.workers = workers
+    return request
+
+
+def _solve_timeout(instance: Instance, time_limit_s: float | None) -> float:
+    limit = time_limit_s if time_limit_s is not None else instance.search.time_limit_s
+    return limit + max(DEADLINE_SLACK_S, 0.25 * limit)
+
+
+def _plan_request(cls: Any, instance: Instance, plan: Plan | None) -> Any:
+    request = cls(instance=convert.instance_to_proto(instance))
+    if plan is not None:
+        request.plan.CopyFrom(convert.plan_to_proto(plan))
+    return request
+
+
+def _presets(response: pb.ListPresetsResponse) -> dict[str, list[dict[str, Any]]]:
+    return {
+        "models": [{
+            "name": m.name,
+            "total_params": m.total_params,
+            "active_params": m.active_params,
+            "published_total_params": (m.published_total_params
+                                       if m.HasField("published_total_params") else None),
+            "spec": ModelSpec.model_validate(convert.message_to_dict(m.spec)),
+        } for m in response.models],
+        "hardware": [{
+            "name": h.name,
+            "spec": HardwareSpec.model_validate(convert.message_to_dict(h.spec)),
+        } for h in response.hardware],
+    }
+
+
+class PlannerClient:
+    """Blocking client. ``with PlannerClient("127.0.0.1:50051") as client: client.solve(...)``.
+
+    ``timeout_s`` of each call is its gRPC deadline; for solves it defaults to the time limit
+    plus slack, and the server fits the solve into it (the answer is then the best plan found).
+    """
+
+    def __init__(self, target: str, *, token: str | None = None, tls: bool | None = None,
+                 root_certificates: bytes | None = None,
+                 options: list[tuple[str, Any]] | None = None):
+        credentials = _channel_credentials(tls, root_certificates)
+        self._channel = (grpc.secure_channel(target, credentials, options=options)
+                         if credentials is not None
+                         else grpc.insecure_channel(target, options=options))
+        self._stub = pb_grpc.PlannerStub(self._channel)
+        self._metadata = _metadata(token)
+
+    def _call(self, method: Any, request: Any, timeout: float | None) -> Any:
+        try:
+            return method(request, timeout=timeout, metadata=self._metadata)
+        except grpc.RpcError as error:
+            raise translate_error(error) from None
+
+    def solve(self, instance: Instance, *, time_limit_s: float | None = None,
+              workers: int | None = None, timeout_s: float | None = None) -> SolveResult:
+        """Solve remotely; the same answer as ``solver.planner.solve(instance, ...)``."""
+        timeout = timeout_s if timeout_s is not None else _solve_timeout(instance, time_limit_s)
+        response = self._call(self._stub.Solve,
+                              _solve_request(instance, time_limit_s, workers), timeout)
+        return convert.solve_result_from_proto(response.result)
+
+    def solve_stream(self, instance: Instance, *, time_limit_s: float | None = None,
+                     workers: int | None = None, timeout_s: float | None = None,
+                     ) -> Iterator[tuple[bool, SolveResult]]:
+        """Yield ``(final, result)``: each improving plan, then the final answer. Closing the
+        iterator early cancels the call (and the server stops the solve)."""
+        timeout = timeout_s if timeout_s is not None else _solve_timeout(instance, time_limit_s)
+        call = self._stub.SolveStream(_solve_request(instance, time_limit_s, workers),
+                                      timeout=timeout, metadata=self._metadata)
+        try:
+            for message in call:
+                yield message.final, convert.solve_result_from_proto(message.result)
+        except grpc.RpcError as error:
+            raise translate_error(error) from None
+        finally:
+            call.cancel()
+
+    def verify(self, instance: Instance, plan: Plan | None = None, *,
+               timeout_s: float | None = 60.0) -> dict[str, Any]:
+        """``Report.to_dict()`` of the plan (default: the instance's claimed plan)."""
+        response = self._call(self._stub.Verify, _plan_request(pb.VerifyRequest, instance, plan),
+                              timeout_s)
+        return convert.report_from_proto(response)
+
+    def estimate(self, instance: Instance, plan: Plan | None = None, *,
+                 timeout_s: float | None = 60.0) -> dict[str, Any]:
+        """``Evaluation.to_dict()`` of the plan (default: the instance's claimed plan)."""
+        response = self._call(self._stub.Estimate,
+                              _plan_request(pb.EstimateRequest, instance, plan), timeout_s)
+        return convert.estimate_from_proto(response.estimate)
+
+    def list_presets(self, *, timeout_s: float | None = 60.0) -> dict[str, list[dict[str, Any]]]:
+        """``{"models": [...], "hardware": [...]}``, each preset with its pydantic spec."""
+        return _presets(self._call(self._stub.ListPresets, pb.ListPresetsRequest(), timeout_s))
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> PlannerClient:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class AsyncPlannerClient:
+    """asyncio client with the same methods as :class:`PlannerClient`, as coroutines
+    (``solve_stream`` is an async iterator). ``async with AsyncPlannerClient(target) as c:``."""
+
+    def __init__(self, target: str, *, token: str | None = None, tls: bool | None = None,
+                 root_certificates: bytes | None = None,
+                 options: list[tuple[str, Any]] | None = None):
+        credentials = _channel_credentials(tls, root_certificates)
+        self._channel = (grpc.aio.secure_channel(target, credentials, options=options)
+                         if credentials is not None
+                         else grpc.aio.insecure_channel(target, options=options))
+        self._stub = pb_grpc.PlannerStub(self._channel)
+        self._metadata = _metadata(token)
+
+    async def _call(self, method: Any, request: Any, timeout: float | None) -> Any:
+        try:
+            return await method(request, timeout=timeout, metadata=self._metadata)
+        except grpc.RpcError as error:
+            raise translate_error(error) from None
+
+    async def solve(self, instance: Instance, *, time_limit_s: float | None = None,
+                    workers: int | None = None, timeout_s: float | None = None) -> SolveResult:
+        timeout = timeout_s if timeout_s is not None else _solve_timeout(instance, time_limit_s)
+        response = await self._call(self._stub.Solve,
+                                    _solve_request(instance, time_limit_s, workers), timeout)
+        return convert.solve_result_from_proto(response.result)
+
+    async def solve_stream(self, instance: Instance, *, time_limit_s: float | None = None,
+                           workers: int | None = None, timeout_s: float | None = None,
+                           ) -> AsyncIterator[tuple[bool, SolveResult]]:
+        timeout = timeout_s if timeout_s is not None else _solve_timeout(instance, time_limit_s)
+        call = self._stub.SolveStream(_solve_request(instance, time_limit_s, workers),
+                                      timeout=timeout, metadata=self._metadata)
+        try:
+            async for message in call:
+                yield message.final, convert.solve_result_from_proto(message.result)
+        except grpc.RpcError as error:
+            raise translate_error(error) from None
+        finally:
+            call.cancel()
+
+    async def verify(self, instance: Instance, plan: Plan | None = None, *,
+                     timeout_s: float | None = 60.0) -> dict[str, Any]:
+        response = await self._call(self._stub.Verify,
+                                    _plan_request(pb.VerifyRequest, instance, plan), timeout_s)
+        return convert.report_from_proto(response)
+
+    async def estimate(self, instance: Instance, plan: Plan | None = None, *,
+                       timeout_s: float | None = 60.0) -> dict[str, Any]:
+        response = await self._call(self._stub.Estimate,
+                                    _plan_request(pb.EstimateRequest, instance, plan), timeout_s)
+        return convert.estimate_from_proto(response.estimate)
+
+    async def list_presets(self, *, timeout_s: float | None = 60.0,
+                           ) -> dict[str, list[dict[str, Any]]]:
+        return _presets(await self._call(self._stub.ListPresets, pb.ListPresetsRequest(),
+                                         timeout_s))
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncPlannerClient:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()

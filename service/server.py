@@ -1,0 +1,221 @@
+"""The moeplan gRPC server: ``grpc.aio``, a solver worker pool, health, reflection, auth, TLS.
+
+:class:`PlannerServer` owns the pieces; :func:`serve` runs one until SIGTERM or SIGINT, then
+shuts down gracefully: health turns NOT_SERVING, new calls are refused, in-flight calls get
+``grace_s`` to finish, then the workers stop and :func:`serve` returns (``moeplan serve`` exits
+0). ``moeplan serve`` (``moeplan/cmd_serve.py``) is the command-line front end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import signal
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from service._gen.moeplan.v1 import planner_pb2 as pb
+from service._gen.moeplan.v1 import planner_pb2_grpc as pb_grpc
+from service.servicer import Limits, PlannerServicer
+from service.workers import WorkerPool
+
+log = logging.getLogger("moeplan.service")
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Planner"].full_name  # "moeplan.v1.Planner"
+HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+#: Methods callable without a token: health checks, so that load balancers and orchestrators
+#: can probe the server without holding a secret. Everything else (including reflection)
+#: needs the token when one is configured.
+UNAUTHENTICATED_PREFIXES = (f"/{HEALTH_SERVICE_NAME}/",)
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class ServerConfig:
+    """How to run the server (the options of ``moeplan serve``)."""
+
+    host: str = "127.0.0.1"
+    port: int = 50051
+    workers: int = 2
+    queue: int = 16
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    token: str | None = field(default=None, repr=False)  # never printed
+    max_time_limit_s: float = 300.0
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    grace_s: float = 10.0
+    spares: int = 1
+    stop_grace_s: float = 0.3
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+
+class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
+    """Refuses calls without ``authorization: Bearer <token>`` (UNAUTHENTICATED). Compares in
+    constant time; never logs the token, supplied or expected."""
+
+    def __init__(self, token: str, exempt_prefixes: tuple[str, ...] = UNAUTHENTICATED_PREFIXES):
+        self._token = token.encode()
+        self._exempt = exempt_prefixes
+
+        async def deny(request: Any, context: grpc.aio.ServicerContext) -> None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                "missing or invalid bearer token (metadata 'authorization: "
+                                "Bearer <token>')")
+
+        self._deny = grpc.unary_unary_rpc_method_handler(deny)
+
+    def _authorized(self, metadata: Any) -> bool:
+        for key, value in metadata or ():
+            if key == "authorization" and isinstance(value, str):
+                scheme, _, supplied = value.partition(" ")
+                if scheme.lower() == "bearer":
+                    return hmac.compare_digest(supplied.strip().encode(), self._token)
+        return False
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        if details.method.startswith(self._exempt) or self._authorized(
+                details.invocation_metadata):
+            return await continuation(details)
+        log.warning("refused %s: missing or invalid bearer token", details.method)
+        return self._deny
+
+
+class PlannerServer:
+    """A started server: ``await start()``, then ``port``; ``await stop()`` to shut down."""
+
+    def __init__(self, config: ServerConfig, pool: WorkerPool | None = None):
+        self.config = config
+        self.pool = pool or WorkerPool(config.workers, config.queue, spares=config.spares,
+                                       stop_grace_s=config.stop_grace_s)
+        self.health = health.aio.HealthServicer()
+        self.server: grpc.aio.Server | None = None
+        self.port: int | None = None
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> int:
+        """Bind, start the workers, then accept calls. Returns the bound port (for port 0)."""
+        c = self.config
+        options = [
+            ("grpc.max_receive_message_length", c.max_message_bytes),
+            ("grpc.max_send_message_length", c.max_message_bytes),
+            ("grpc.so_reuseport", 0),  # a second server on the same port fails to bind
+        ]
+        interceptors = [BearerTokenInterceptor(c.token)] if c.token else []
+        server = grpc.aio.server(interceptors=interceptors, options=options)
+        pb_grpc.add_PlannerServicer_to_server(
+            PlannerServicer(self.pool, Limits(max_time_limit_s=c.max_time_limit_s)), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server)
+        address = f"{c.host}:{c.port}"
+        try:
+            if c.tls:
+                credentials = grpc.ssl_server_credentials(
+                    [(Path(c.tls_key).read_bytes(), Path(c.tls_cert).read_bytes())])
+                self.port = server.add_secure_port(address, credentials)
+            else:
+                self.port = server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise OSError(f"cannot listen on {address} ({exc})") from None
+        if not self.port:
+            raise OSError(f"cannot listen on {address}")
+        await self.pool.start()
+        await server.start()
+        self.server = server
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("listening on %s:%d (%d solver workers, queue %d, TLS %s, auth %s, max time "
+                 "limit %g s)", c.host, self.port, c.workers, c.queue, "on" if c.tls else "off",
+                 "bearer token" if c.token else "off", c.max_time_limit_s)
+        if not c.token and c.host not in ("127.0.0.1", "::1", "localhost"):
+            log.warning("listening on %s without a token: anyone who can reach it can solve",
+                        c.host)
+        return self.port
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Graceful shutdown: NOT_SERVING, refuse new calls, let in-flight calls finish within
+        the grace, then stop the workers."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        grace = self.config.grace_s if grace_s is None else grace_s
+        await self.health.enter_graceful_shutdown()
+        if self.server is None:  # never started
+            await self.pool.close()
+            return
+        log.info("shutting down: in-flight calls have %g s to finish", grace)
+        await self.server.stop(grace)
+        await self.pool.close()
+        log.info("stopped")
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+        if self.server is not None:
+            await self.server.wait_for_termination()
+
+
+async def serve(config: ServerConfig, on_started: Callable[[int], None] | None = None) -> None:
+    """Run a server until SIGTERM or SIGINT, then shut it down gracefully."""
+    server = PlannerServer(config)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        port = await server.start()
+        if on_started is not None:
+            on_started(port)
+        await stop.wait()
+        log.info("signal received")
+    finally:
+        await server.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+class ServerThread:
+    """A server on its own event loop in a background thread (tests, benchmarks, notebooks).
+
+    ``with ServerThread(config) as port: ...`` starts it and stops it gracefully on exit."""
+
+    def __init__(self, config: ServerConfig, pool: WorkerPool | None = None):
+        self.config = config
+        self.server = PlannerServer(config, pool)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="moeplan-server",
+                                        daemon=True)
+
+    def start(self) -> int:
+        self._thread.start()
+        return asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(120)
+
+    def call(self, coro: Awaitable[Any], timeout: float = 30) -> Any:
+        """Run a coroutine on the server's loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self, grace_s: float | None = 0.5) -> None:
+        self.call(self.server.stop(grace_s), timeout=60)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+    def __enter__(self) -> int:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

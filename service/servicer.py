@@ -1,0 +1,231 @@
+"""The ``moeplan.v1.Planner`` servicer: protobuf in, the solver library, protobuf out.
+
+Thin on purpose. Requests are converted to pydantic at the edge and validated by
+:func:`solver.instance.instance_from_dict` (so errors read exactly as the CLI's); solves run in
+the worker pool (:mod:`service.workers`); Verify, Estimate and ListPresets are quick cost-model
+evaluations and run on a thread so the event loop stays responsive. Exceptions become status
+codes in one place, :func:`service.errors.rpc_errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+from ortools import __version__ as ORTOOLS_VERSION
+
+from service import convert
+from service._gen.moeplan.v1 import planner_pb2 as pb
+from service._gen.moeplan.v1 import planner_pb2_grpc as pb_grpc
+from service.errors import rpc_errors
+from service.workers import SolveJob, WorkerPool
+from solver.instance import InputError
+from solver.planner import TIE_BREAKS
+from solver.schema import MAX_TIME_LIMIT_S, Instance, Plan, SolveResult
+
+log = logging.getLogger("moeplan.service")
+
+#: The share of a call's remaining time kept back from the solver (and its floor, seconds), so
+#: that the answer, its conversion and the trip back fit before the deadline.
+DEADLINE_MARGIN_SHARE = 0.10
+DEADLINE_MARGIN_MIN_S = 0.3
+#: Shortest time limit handed to the planner when a deadline leaves less.
+MIN_SOLVE_S = 0.05
+#: Without a deadline, a solve still running at ``OVERRUN_FACTOR`` × its time limit +
+#: ``OVERRUN_S`` is stopped and answered with its best plan (the planner's explanation and
+#: lower-bound phases may run past the time limit).
+OVERRUN_FACTOR = 2.0
+OVERRUN_S = 10.0
+#: Largest CP-SAT ``workers`` a request may ask for (the schema's own limit).
+MAX_SOLVER_WORKERS = 256
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-request limits of the server."""
+
+    #: Largest solve time limit a request may ask for, seconds (``--max-time-limit``).
+    max_time_limit_s: float = 300.0
+
+
+def solve_budget(time_limit_s: float, remaining_s: float | None, now: float,
+                 ) -> tuple[float, float]:
+    """The planner's time limit and the hard deadline (``time.monotonic()``) of one solve.
+
+    With a deadline ``remaining_s`` away, the solver gets what is left minus a margin (10%, at
+    least 0.3 s) and the answer is due half a margin before the deadline; without one, the
+    requested limit, with an overrun guard."""
+    if remaining_s is None:
+        return time_limit_s, now + OVERRUN_FACTOR * time_limit_s + OVERRUN_S
+    margin = max(DEADLINE_MARGIN_SHARE * remaining_s, DEADLINE_MARGIN_MIN_S)
+    limit = min(time_limit_s, max(remaining_s - margin, MIN_SOLVE_S))
+    return limit, now + max(remaining_s - margin / 2, 0.0)
+
+
+class PlannerServicer(pb_grpc.PlannerServicer):
+    """Implements ``moeplan.v1.Planner`` on a :class:`WorkerPool`."""
+
+    def __init__(self, pool: WorkerPool, limits: Limits | None = None):
+        self.pool = pool
+        self.limits = limits or Limits()
+        self._presets: pb.ListPresetsResponse | None = None
+
+    # -- Solve / SolveStream --
+
+    def _solve_args(self, request: pb.SolveRequest) -> tuple[Instance, float, int | None]:
+        """Validate the request: the instance, the time limit (capped) and the workers."""
+        instance = convert.instance_from_proto(request.instance)
+        cap = self.limits.max_time_limit_s
+        requested, field = None, ""
+        if request.HasField("time_limit_s"):
+            requested, field = request.time_limit_s, "time_limit_s"
+            if not (math.isfinite(requested) and 0 < requested <= MAX_TIME_LIMIT_S):
+                raise InputError(f"{field}: must be in (0, {MAX_TIME_LIMIT_S:g}] seconds, got "
+                                 f"{requested}", field)
+        elif "time_limit_s" in instance.search.model_fields_set:
+            requested, field = instance.search.time_limit_s, "search.time_limit_s"
+        if requested is not None and requested > cap:
+            raise InputError(f"{field}: {requested:g} s is above this server's limit of "
+                             f"{cap:g} s (moeplan serve --max-time-limit)", field)
+        time_limit = requested if requested is not None else min(instance.search.time_limit_s,
+                                                                 cap)
+        workers = None
+        if request.HasField("workers"):
+            workers = request.workers
+            if not 0 < workers <= MAX_SOLVER_WORKERS:
+                raise InputError(f"workers: must be in [1, {MAX_SOLVER_WORKERS}], got {workers}",
+                                 "workers")
+        return instance, time_limit, workers
+
+    async def _solve(self, request: pb.SolveRequest, context: grpc.aio.ServicerContext,
+                     ) -> AsyncIterator[tuple[bool, SolveResult]]:
+        """Yield ``(final, result)``: each improving plan, then the final answer."""
+        start = time.monotonic()
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else start + remaining
+        instance, time_limit, workers = await asyncio.to_thread(self._solve_args, request)
+        started = start
+
+        def job_for() -> tuple[SolveJob, float]:
+            nonlocal started
+            started = time.monotonic()
+            left = None if deadline is None else deadline - started
+            limit, hard_deadline = solve_budget(time_limit, left, started)
+            return SolveJob(instance, limit, workers), hard_deadline
+
+        improvements = 0
+        async with contextlib.aclosing(self.pool.solve(job_for)) as events:
+            async for kind, result in events:
+                if kind == "improvement":
+                    improvements += 1
+                    yield False, result
+                    continue
+                if kind == "timeout":
+                    result = _out_of_time(result, time.monotonic() - started, improvements)
+                    log.warning("solve passed its deadline in the worker; answered with %s",
+                                result.status)
+                log.info("solve %s: status %s, %s GPUs (bound %s), %.3f s solving, %.3f s "
+                         "queued", instance.name, result.status, result.objective, result.bound,
+                         time.monotonic() - started, started - start)
+                yield True, result
+                return
+
+    @rpc_errors
+    async def Solve(self, request: pb.SolveRequest, context: grpc.aio.ServicerContext,
+                    ) -> pb.SolveResponse:
+        async with contextlib.aclosing(self._solve(request, context)) as results:
+            async for final, result in results:
+                if final:
+                    return pb.SolveResponse(result=convert.solve_result_to_proto(result))
+        raise RuntimeError("the solve ended without a final result")
+
+    @rpc_errors
+    async def SolveStream(self, request: pb.SolveRequest, context: grpc.aio.ServicerContext,
+                          ) -> AsyncIterator[pb.SolveStreamResponse]:
+        async with contextlib.aclosing(self._solve(request, context)) as results:
+            async for final, result in results:
+                yield pb.SolveStreamResponse(final=final,
+                                             result=convert.solve_result_to_proto(result))
+
+    # -- Verify / Estimate --
+
+    @staticmethod
+    def _instance_and_plan(request: pb.VerifyRequest | pb.EstimateRequest,
+                           ) -> tuple[Instance, Plan]:
+        instance = convert.instance_from_proto(request.instance)
+        if request.HasField("plan"):
+            return instance, convert.plan_from_proto(request.plan)
+        if instance.claimed_plan is None:
+            raise InputError("plan: required, the instance has no claimed_plan", "plan")
+        return instance, instance.claimed_plan
+
+    @classmethod
+    def _verify(cls, request: pb.VerifyRequest) -> pb.VerifyResponse:
+        from solver.verify import verify
+
+        instance, plan = cls._instance_and_plan(request)
+        return convert.report_to_proto(verify(instance, plan).to_dict())
+
+    @classmethod
+    def _estimate(cls, request: pb.EstimateRequest) -> pb.EstimateResponse:
+        from solver.estimate import evaluate
+
+        instance, plan = cls._instance_and_plan(request)
+        return pb.EstimateResponse(
+            estimate=convert.estimate_to_proto(evaluate(instance, plan).to_dict()))
+
+    @rpc_errors
+    async def Verify(self, request: pb.VerifyRequest, context: grpc.aio.ServicerContext,
+                     ) -> pb.VerifyResponse:
+        return await asyncio.to_thread(self._verify, request)
+
+    @rpc_errors
+    async def Estimate(self, request: pb.EstimateRequest, context: grpc.aio.ServicerContext,
+                       ) -> pb.EstimateResponse:
+        return await asyncio.to_thread(self._estimate, request)
+
+    # -- ListPresets --
+
+    @rpc_errors
+    async def ListPresets(self, request: pb.ListPresetsRequest,
+                          context: grpc.aio.ServicerContext) -> pb.ListPresetsResponse:
+        if self._presets is None:
+            self._presets = await asyncio.to_thread(presets_response)
+        return self._presets
+
+
+def presets_response() -> pb.ListPresetsResponse:
+    """Every bundled model and hardware preset, with its full specification."""
+    from solver.hardware import HARDWARE_PRESETS
+    from solver.params import active_params, total_params
+    from solver.presets import PUBLISHED_TOTAL_PARAMS, load_model_preset, model_preset_names
+
+    response = pb.ListPresetsResponse()
+    for name in model_preset_names():
+        spec = load_model_preset(name)
+        entry = response.models.add(name=name, total_params=total_params(spec),
+                                    active_params=active_params(spec))
+        if name in PUBLISHED_TOTAL_PARAMS:
+            entry.published_total_params = PUBLISHED_TOTAL_PARAMS[name]
+        entry.spec.CopyFrom(convert.model_spec_to_proto(spec))
+    for name, hw in HARDWARE_PRESETS.items():
+        response.hardware.add(name=name, spec=convert.hardware_spec_to_proto(hw))
+    return response
+
+
+def _out_of_time(best: SolveResult | None, elapsed_s: float, improvements: int) -> SolveResult:
+    """The answer when the worker has not finished by the call's deadline: its last improving
+    plan (FEASIBLE, with the bound it had) or UNKNOWN."""
+    if best is not None:
+        return best.model_copy(update={"solve_time_s": elapsed_s,
+                                       "improving_solutions": improvements})
+    return SolveResult(status="UNKNOWN", solve_time_s=elapsed_s, solver=f"ortools-cpsat "
+                       f"{ORTOOLS_VERSION}", tie_breaks=TIE_BREAKS,
+                       improving_solutions=improvements)
+
