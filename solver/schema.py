@@ -42,6 +42,16 @@ MAX_SEQ_LEN = 4_194_304
 MAX_BATCH = 65_536
 MAX_GPUS = 65_536
 MAX_TIME_LIMIT_S = 3600.0
+# Hardware ranges: every GPU we know of lies well inside them (docs/hardware.md lists the presets:
+# 19.5-9000 TFLOPS, 48-192 GB, 0.86-8 TB/s, links 25-900 GB/s, latencies 2-5 us). Values outside
+# (1e308 GB, 5e-324 TFLOPS) are not hardware; they overflow the cost model's integer ns and bytes
+# into infinity, or divide by zero.
+MIN_TFLOPS, MAX_TFLOPS = 0.1, 1e6
+MIN_EFFICIENCY = 0.01
+MAX_HBM_GB = 100_000.0
+MIN_HBM_TB_S, MAX_HBM_TB_S = 0.01, 1000.0
+MIN_LINK_GB_S, MAX_LINK_GB_S = 0.1, 1e6
+MAX_LATENCY_US = 100_000.0
 #: A batch range is searched exhaustively, so it may hold at most this many values (use ``step``).
 MAX_BATCH_CHOICES = 32
 
@@ -57,6 +67,11 @@ NonNegInt = Annotated[int, Field(ge=0)]
 PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+#: An efficiency (MFU, HBM or link efficiency): a fraction of at least MIN_EFFICIENCY.
+Efficiency = Annotated[float, Field(ge=MIN_EFFICIENCY, le=1, allow_inf_nan=False)]
+Tflops = Annotated[float, Field(ge=MIN_TFLOPS, le=MAX_TFLOPS, allow_inf_nan=False)]
+LinkGBs = Annotated[float, Field(ge=MIN_LINK_GB_S, le=MAX_LINK_GB_S, allow_inf_nan=False)]
+LatencyUs = Annotated[float, Field(ge=0, le=MAX_LATENCY_US, allow_inf_nan=False)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -199,20 +214,27 @@ class HardwareSpec(Strict):
     """One GPU type and how GPUs are connected. Bandwidths are per GPU, one direction."""
 
     name: str = Field("custom", min_length=1, max_length=200, description="Display name.")
-    peak_tflops: dict[Precision, PosFloat] = Field(
+    peak_tflops: dict[Precision, Tflops] = Field(
+        min_length=1,
         description="Dense peak TFLOPS per precision (no sparsity), e.g. {bf16: 989, fp8: 1979}. "
         "A precision missing here runs at the rate of the next wider one listed."
     )
-    mfu: Fraction = Field(description="Fraction of peak FLOPS that GEMMs achieve (0-1].")
-    hbm_gb: PosFloat = Field(description="HBM capacity per GPU, in GB (1e9 bytes).")
-    hbm_tb_s: PosFloat = Field(description="Peak HBM bandwidth per GPU, in TB/s.")
-    hbm_efficiency: Fraction = Field(description="Achievable fraction of HBM bandwidth.")
+    mfu: Efficiency = Field(description="Fraction of peak FLOPS that GEMMs achieve [0.01-1].")
+    hbm_gb: float = Field(
+        gt=0, le=MAX_HBM_GB, allow_inf_nan=False,
+        description="HBM capacity per GPU, in GB (1e9 bytes)."
+    )
+    hbm_tb_s: float = Field(
+        ge=MIN_HBM_TB_S, le=MAX_HBM_TB_S, allow_inf_nan=False,
+        description="Peak HBM bandwidth per GPU, in TB/s."
+    )
+    hbm_efficiency: Efficiency = Field(description="Achievable fraction of HBM bandwidth.")
     gpus_per_node: int = Field(gt=0, le=1024, description="GPUs sharing the fast interconnect.")
-    intra_node_gb_s: PosFloat = Field(description="Intra-node bandwidth per GPU, GB/s, one way.")
-    inter_node_gb_s: PosFloat = Field(description="Inter-node bandwidth per GPU, GB/s, one way.")
-    intra_node_latency_us: NonNegFloat = Field(description="Latency of one intra-node hop, µs.")
-    inter_node_latency_us: NonNegFloat = Field(description="Latency of one inter-node hop, µs.")
-    comm_efficiency: Fraction = Field(
+    intra_node_gb_s: LinkGBs = Field(description="Intra-node bandwidth per GPU, GB/s, one way.")
+    inter_node_gb_s: LinkGBs = Field(description="Inter-node bandwidth per GPU, GB/s, one way.")
+    intra_node_latency_us: LatencyUs = Field(description="Latency of one intra-node hop, µs.")
+    inter_node_latency_us: LatencyUs = Field(description="Latency of one inter-node hop, µs.")
+    comm_efficiency: Efficiency = Field(
         0.8, description="Achievable fraction of link bandwidth for collectives."
     )
     reserved_gb: NonNegFloat = Field(
