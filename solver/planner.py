@@ -76,6 +76,8 @@ PLACEMENT_TIME_CAP_S = 2.0
 EXPLAIN_BUDGET_SHARE = 0.02
 EXPLAIN_BUDGET_MIN_S = 0.5
 EXPLAIN_BUDGET_MAX_S = 5.0
+#: Time the GPU lower bound with unproved placements gets even when the limit is spent.
+LOWER_BOUND_FLOOR_S = 0.5
 #: Tuples costed between two deadline checks.
 COST_CHUNK = 512
 #: Largest number of replica thresholds modelled per tuple (beyond: the tuple is dropped).
@@ -180,7 +182,8 @@ class Candidate:
     # Goal-dependent, filled by bounded():
     m_cap: int = 0
     r_min: int = 1
-    thresholds: list[tuple[int, int]] = field(default_factory=list)  # (r, max M with r replicas)
+    r_max: int = 0
+    rate_total: float | None = None
 
     @property
     def pp(self) -> int:
@@ -216,6 +219,19 @@ class Candidate:
         b = round(TIE_BREAK_SCALE * self.gpus_per_instance * self.cycle_ns(0) / tokens)
         return a, b
 
+    def slowest_stage_ns(self, bounds: list[tuple[int, int]]) -> int:
+        return max(int(self.dec_prefix[b + 1] - self.dec_prefix[a]) + self.fixed_dec(s)
+                   for s, (a, b) in enumerate(bounds))
+
+    def plan_objective(self, bounds: list[tuple[int, int]], objective: str) -> int:
+        """The tie-break ``objective`` of the plan with these stage ``bounds``, as it is."""
+        if objective == "gpu_time":
+            a, b = self.gpu_time_coefficients()
+            return a * self.slowest_stage_ns(bounds) + b
+        if objective == "ttft":
+            return self.ttft_ns
+        raise ValueError(f"no tie-break objective {objective!r}")
+
     def objective_lower_bound(self, objective: str) -> int:
         """A valid lower bound on ``objective`` over every partition of this tuple."""
         hop = self.hop_dec if self.pp > 1 else 0
@@ -227,6 +243,23 @@ class Candidate:
             a, b = self.gpu_time_coefficients()
             return a * self.m_lb + b
         return self.gpu_lb
+
+    def m_for_replicas(self, replicas: int, rate: float) -> int:
+        """The slowest stage time ``replicas`` instances may have and still reach ``rate``
+        tokens/s in total: ``floor((r·tokens·1e9/rate − prefill)/(output·pp)) − hop``, exactly
+        (with ``tokens·1e9/rate = a/b``: ``(r·a − prefill·b) // (output·pp·b) − hop``)."""
+        k = Fraction(self.batch * self.output_len * NS_PER_S) / Fraction(rate)
+        hop = self.hop_dec if self.pp > 1 else 0
+        return ((replicas * k.numerator - self.prefill_batch_ns * k.denominator)
+                // (self.output_len * self.pp * k.denominator) - hop)
+
+    @property
+    def thresholds(self) -> list[tuple[int, int]]:
+        """``(r, M_r)`` for ``r_min <= r < r_max``: ``r`` replicas suffice iff ``M <= M_r``."""
+        if self.r_max <= self.r_min or self.rate_total is None:
+            return []
+        return [(r, self.m_for_replicas(r, self.rate_total))
+                for r in range(self.r_min, self.r_max)]
 
     def max_m_for_rate(self, tokens_per_s_times_ns: Fraction) -> int:
         """Largest bottleneck M with ``cycle_ns(M) <= tokens·1e9 / rate`` (exact)."""
@@ -267,13 +300,14 @@ class Candidate:
         if found is None:
             return None
         c = copy.copy(self)
-        c.m_cap, c.r_min, c.thresholds = found
+        c.m_cap, c.r_min, c.r_max, c.rate_total = found
         return c
 
     def _bound(
         self, goals: Goals, fixed_replicas: int | None
-    ) -> tuple[int, int, list[tuple[int, int]]] | None:
-        """``(m_cap, r_min, thresholds)`` under ``goals``, or None when they cannot be met."""
+    ) -> tuple[int, int, int, float | None] | None:
+        """``(m_cap, r_min, r_max, total rate)`` under ``goals``, or None when they cannot be
+        met; ``r_max > r_min`` means the replica count depends on M (see ``thresholds``)."""
         pp, m_lb = self.pp, self.m_lb
         m_cap = self.total_dec
         tokens = self.batch * self.output_len
@@ -288,7 +322,7 @@ class Candidate:
             return None
         # Replicas for the total-throughput target: a step function of M.
         rate = goals.min_rate_total
-        thresholds: list[tuple[int, int]] = []
+        r_max = 0  # no thresholds
         if fixed_replicas is not None:
             r_min = fixed_replicas
             if rate is not None:  # M must stay fast enough for the fixed count
@@ -304,15 +338,10 @@ class Candidate:
             r_max = min(replicas_needed(tokens, self.cycle_ns(m_cap), rate), max_r,
                         r_min + MAX_REPLICA_STEPS)
             # With at most r_max replicas, M must stay under r_max's threshold.
-            m_cap = min(m_cap, self.max_m_for_rate(
-                Fraction(r_max * tokens * NS_PER_S) / Fraction(rate)))
-            thresholds = [
-                (r, self.max_m_for_rate(Fraction(r * tokens * NS_PER_S) / Fraction(rate)))
-                for r in range(r_min, r_max)
-            ]
+            m_cap = min(m_cap, self.m_for_replicas(r_max, rate))
         if goals.max_gpus is not None and self.gpus_per_instance * r_min > goals.max_gpus:
             return None
-        return (m_cap, r_min, thresholds) if m_cap >= m_lb else None
+        return (m_cap, r_min, r_max, rate) if m_cap >= m_lb else None
 
 
 def _allowed(name: str, value: int, search: SearchOptions) -> bool:
@@ -341,53 +370,85 @@ class Grid(NamedTuple):
         return Degrees(**self._asdict(), replicas=replicas)
 
 
-def degree_tuples(instance: Instance) -> list[tuple[Grid, int, int]]:
+class TupleSpace:
     """Every (grid, batch, redundant slots) the search space allows and the verifier's
-    structural rules accept."""
-    m, hw, s = instance.model, instance.hardware, instance.search
-    a = m.attention
-    gpn = hw.gpus_per_node
-    tps = [t for t in divisors(a.num_heads) if _allowed("tp", t, s)
-           and (s.tp_cross_node or (t <= gpn and gpn % t == 0))]
-    # Context parallelism in powers of two (ring attention implementations split that way).
-    cps = [c for c in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
-           if c <= s.max_cp and _allowed("cp", c, s)]
-    pps = [p for p in range(1, min(s.max_pp, m.num_layers) + 1) if _allowed("pp", p, s)]
-    has_moe = bool(m.moe_layers)
-    valid: dict[tuple[int, ...], int | None] = {}  # inner grid -> redundant slots, None = invalid
+    structural rules accept, generated lazily in order of ``gpus_per_instance`` (the static
+    lower bound), so a solve that ends at a few GPUs never enumerates the large grids."""
 
-    def check(tp: int, cp: int, dp: int, etp: int, ep: int, edp: int) -> int | None:
-        key = (tp, cp, dp, etp, ep, edp)
-        if key not in valid:
-            red = redundant_for(m.num_experts, ep, s.redundant_experts) if has_moe else 0
-            if red is not None:
-                base = Degrees(tp=tp, cp=cp, dp=dp, ep=ep, etp=etp, edp=edp)
-                # The batch only enters through dp | batch, which the caller guarantees.
-                if structural_violations(m, hw, s, base, dp, red):
-                    red = None
-            valid[key] = red
-        return valid[key]
-
-    out = []
-    for batch in instance.workload.batch_choices:
-        dps = [x for x in divisors(batch) if x <= s.max_dp and _allowed("dp", x, s)]
+    def __init__(self, instance: Instance):
+        m, hw, s = instance.model, instance.hardware, instance.search
+        gpn = hw.gpus_per_node
+        tps = [t for t in divisors(m.attention.num_heads) if _allowed("tp", t, s)
+               and (s.tp_cross_node or (t <= gpn and gpn % t == 0))]
+        # Context parallelism in powers of two (ring attention implementations split that way).
+        cps = [c for c in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+               if c <= s.max_cp and _allowed("cp", c, s)]
+        self.pps = [p for p in range(1, min(s.max_pp, m.num_layers) + 1) if _allowed("pp", p, s)]
+        batches = instance.workload.batch_choices
+        dps = sorted({x for b in batches for x in divisors(b)
+                      if x <= s.max_dp and _allowed("dp", x, s)})
+        has_moe = bool(m.moe_layers)
+        # Inner grids (one stage's degrees) with their batches, in order of GPUs per stage.
+        self.inner: list[tuple[int, tuple[int, ...], int, list[int]]] = []
         for tp in tps:
             for cp in cps:
                 for dp in dps:
                     n = tp * cp * dp
+                    fits = [b for b in batches if b % dp == 0]
                     for etp in divisors(n):
-                        if not _allowed("etp", etp, s):
-                            continue
                         for ep in divisors(n // etp):
                             edp = n // (etp * ep)
-                            if not (_allowed("ep", ep, s) and _allowed("edp", edp, s)):
+                            if not all(_allowed(k, v, s) for k, v in
+                                       (("etp", etp), ("ep", ep), ("edp", edp))):
                                 continue
-                            red = check(tp, cp, dp, etp, ep, edp)
+                            red = redundant_for(m.num_experts, ep, s.redundant_experts) \
+                                if has_moe else 0
                             if red is None:
                                 continue
-                            out.extend((Grid(tp, cp, dp, ep, etp, edp, pp), batch, red)
-                                       for pp in pps)
-    return out
+                            base = Degrees(tp=tp, cp=cp, dp=dp, ep=ep, etp=etp, edp=edp)
+                            # The batch only enters through dp | batch, guaranteed above.
+                            if structural_violations(m, hw, s, base, dp, red):
+                                continue
+                            self.inner.append((n, (tp, cp, dp, ep, etp, edp), red, fits))
+        self.inner.sort(key=lambda x: x[0])
+
+    @property
+    def empty(self) -> bool:
+        return not self.inner or not self.pps
+
+    def between(self, lo: float, hi: float) -> list[tuple[Grid, int, int]]:
+        """Tuples with ``lo < gpus_per_instance <= hi``, in increasing order of it."""
+        out = []
+        for n, (tp, cp, dp, ep, etp, edp), red, fits in self.inner:
+            if n > hi:
+                break
+            for pp in self.pps:
+                g = pp * n
+                if g > hi:
+                    break
+                if g > lo:
+                    out.extend((Grid(tp, cp, dp, ep, etp, edp, pp), b, red) for b in fits)
+        out.sort(key=lambda t: t[0].gpus_per_instance)
+        return out
+
+    def next_above(self, lo: float) -> float:
+        """The smallest ``gpus_per_instance`` above ``lo`` (INF when there is none)."""
+        best = INF
+        for n, _, _, _ in self.inner:
+            if n > best:
+                break
+            p = next((p for p in self.pps if p * n > lo), None)
+            if p is not None:
+                best = min(best, p * n)
+        return best
+
+    def all(self) -> list[tuple[Grid, int, int]]:
+        return self.between(0, INF)
+
+
+def degree_tuples(instance: Instance) -> list[tuple[Grid, int, int]]:
+    """Every tuple of the search space, in order of GPUs per instance."""
+    return TupleSpace(instance).all()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -500,18 +561,26 @@ class Coster:
     any plan built from the tuple (replicas >= 1), so that tuples that cannot matter are never
     costed."""
 
-    def __init__(self, prep: Prepared, tuples, placements: Placements, *, lower: bool = False):
+    def __init__(self, prep: Prepared, space: TupleSpace, placements: Placements, *,
+                 lower: bool = False):
         self.prep = prep
+        self.space = space
         self.placements = placements
         self.lower = lower
-        self.tuples = sorted(tuples, key=lambda t: t[0].gpus_per_instance)
-        self.static_lb = [t[0].gpus_per_instance for t in self.tuples]
+        self.tuples: list[tuple[Grid, int, int]] = []  # generated so far, by static bound
+        self.static_lb: list[int] = []
+        self.generated_upto: float = 0
         self.costed: list[Candidate] = []
         self.should_stop: Callable[[], bool] | None = None
 
-    def upto(self, limit: int, deadline: float = INF) -> list[Candidate]:
+    def upto(self, limit: float, deadline: float = INF) -> list[Candidate]:
         """Every tuple whose static lower bound is at most ``limit``, costed — or, when the
         deadline passes first, the prefix costed so far (``complete`` says which)."""
+        if limit > self.generated_upto:
+            new = self.space.between(self.generated_upto, limit)
+            self.tuples += new
+            self.static_lb += [t[0].gpus_per_instance for t in new]
+            self.generated_upto = limit
         n = bisect.bisect_right(self.static_lb, limit)
         while len(self.costed) < n and time.monotonic() < deadline:
             if self.should_stop is not None and self.should_stop():
@@ -520,8 +589,15 @@ class Coster:
             self.costed += cost_candidates(self.prep, chunk, self.placements, lower=self.lower)
         return self.costed[:n]
 
-    def complete(self, limit: int) -> bool:
-        return len(self.costed) >= bisect.bisect_right(self.static_lb, limit)
+    def complete(self, limit: float) -> bool:
+        return (self.generated_upto >= limit
+                and len(self.costed) >= bisect.bisect_right(self.static_lb, limit))
+
+    def lb_from(self, index: int) -> float:
+        """Lower bound of every tuple from position ``index`` on (generated or not)."""
+        if index < len(self.static_lb):
+            return self.static_lb[index]
+        return self.space.next_above(self.generated_upto)
 
 
 class Pool:
@@ -537,22 +613,29 @@ class Pool:
 
     def upto(self, limit: int, deadline: float = INF) -> list[Candidate]:
         raw = self.coster.upto(limit, deadline)
-        for c in raw[self._seen:]:
-            b = c.bounded(self.goals, self.cap, self.fixed_r)
+        for i in range(self._seen, len(raw)):
+            if i % COST_CHUNK == 0 and time.monotonic() >= deadline:
+                break
+            b = raw[i].bounded(self.goals, self.cap, self.fixed_r)
             if b is not None:
                 self.cands.append(b)
-        self._seen = max(self._seen, len(raw))
+            self._seen = i + 1
         return [c for c in self.cands if c.gpu_lb <= limit]
+
+    def complete(self, limit: float) -> bool:
+        """Every tuple with static bound <= ``limit`` has been costed and bounded."""
+        return self.coster.complete(limit) and self._seen >= bisect.bisect_right(
+            self.coster.static_lb, limit)
 
     def excluded_lb(self, limit: int) -> int:
         """A lower bound on the GPUs of every candidate that ``upto(limit)`` leaves out."""
         bounded = min((c.gpu_lb for c in self.cands if c.gpu_lb > limit), default=INF)
-        # Tuples this pool has not bounded yet (costed or not) come later in static-bound order.
-        lbs = self.coster.static_lb
-        return min(bounded, lbs[self._seen] if self._seen < len(lbs) else INF)
+        # Tuples this pool has not bounded yet (costed, generated or not) come later in
+        # static-bound order.
+        return min(bounded, self.coster.lb_from(self._seen))
 
-    def first_limit(self) -> int:
-        return self.coster.static_lb[0] if self.coster.static_lb else INF
+    def first_limit(self) -> float:
+        return self.coster.space.next_above(0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -564,18 +647,20 @@ class PlannerModel:
     """Decision variables for a list of candidates and the questions asked of them."""
 
     def __init__(self, cands: list[Candidate], cap_bytes: int, search: SearchOptions,
-                 max_gpus: int | None = None):
+                 max_gpus: int | None = None, should_stop: Callable[[], bool] | None = None):
         self.cands = cands
         self.model = cp_model.CpModel()
         self.sel: list[cp_model.IntVar] = []
         self.pos: list[list[cp_model.IntVar]] = []
         self.M: list[cp_model.IntVar] = []
-        self.z: list[list[tuple[int, cp_model.IntVar]]] = []
+        self.idx: list[cp_model.IntVar | int] = []
         self.extra: list[cp_model.IntVar | int] = []
         # Extra replicas only help to step over forbidden counts, and never when they are fixed.
         forbidden = () if "replicas" in search.fix else search.forbid.get("replicas", ())
         m = self.model
         for t, c in enumerate(cands):
+            if should_stop is not None and t % 64 == 0 and should_stop():
+                raise Cancelled("the solve was cancelled")
             sel = m.new_bool_var(f"sel[{t}]")
             self.sel.append(sel)
             M = m.new_int_var(0, c.m_cap, f"M[{t}]")
@@ -638,17 +723,19 @@ class PlannerModel:
             m.add(pos[k] == k).only_enforce_if(~sel)
 
     def _add_replicas(self, t: int, c: Candidate, sel, M) -> None:
-        """``z[t, r]`` is forced when the slowest stage is too slow for ``r`` replicas."""
-        zs = []
-        for r, m_r in c.thresholds:
-            z = self.model.new_bool_var(f"z[{t},{r}]")
-            self.model.add_implication(z, sel)
-            self.model.add(M <= m_r).only_enforce_if(~z)
-            zs.append((r, z))
-        # z are ordered: needing r+1 replicas implies needing more than r.
-        for (_, a), (_, b) in zip(zs, zs[1:], strict=False):
-            self.model.add_implication(b, a)
-        self.z.append(zs)
+        """Replicas ``r_min + idx[t]``: ``table[i]`` is the slowest stage time that ``r_min + i``
+        replicas allow under the total-throughput target, so ``M <= table[idx]``."""
+        thresholds = c.thresholds
+        if not thresholds:
+            self.idx.append(0)
+            return
+        table = [m_r for _, m_r in thresholds] + [c.m_cap]
+        idx = self.model.new_int_var(0, len(table) - 1, f"extra_needed[{t}]")
+        allowed = self.model.new_int_var(min(table), max(table), f"m_allowed[{t}]")
+        self.model.add_element(idx, table, allowed)
+        self.model.add(M <= allowed).only_enforce_if(sel)
+        self.model.add(idx == 0).only_enforce_if(~sel)
+        self.idx.append(idx)
 
     def _add_extra_replicas(self, t: int, c: Candidate, sel, forbidden, max_gpus):
         """Replicas beyond what the targets need, only useful to step over forbidden counts."""
@@ -664,8 +751,7 @@ class PlannerModel:
     # -- expressions ---------------------------------------------------------------------------
 
     def _replicas(self, t: int):
-        return (self.cands[t].r_min * self.sel[t] + sum(z for _, z in self.z[t])
-                + self.extra[t])
+        return self.cands[t].r_min * self.sel[t] + self.idx[t] + self.extra[t]
 
     def replicas_expr(self):
         return sum(self._replicas(t) for t in range(len(self.cands)))
@@ -698,9 +784,8 @@ class PlannerModel:
         c = self.cands[t]
         pos = [p if isinstance(p, int) else solver.value(p) for p in self.pos[t]]
         bounds = [(pos[s], pos[s + 1] - 1) for s in range(c.pp)]
-        extra = self.extra[t]
-        replicas = (c.r_min + sum(solver.boolean_value(z) for _, z in self.z[t])
-                    + (extra if isinstance(extra, int) else solver.value(extra)))
+        replicas = c.r_min + sum(v if isinstance(v, int) else solver.value(v)
+                                 for v in (self.idx[t], self.extra[t]))
         return c, bounds, replicas
 
     def hint(self, solver: cp_model.CpSolver) -> None:
@@ -712,10 +797,9 @@ class PlannerModel:
             for p in self.pos[t]:
                 if not isinstance(p, int):
                     self.model.add_hint(p, solver.value(p))
-            for _, z in self.z[t]:
-                self.model.add_hint(z, solver.boolean_value(z))
-            if not isinstance(self.extra[t], int):
-                self.model.add_hint(self.extra[t], solver.value(self.extra[t]))
+            for v in (self.idx[t], self.extra[t]):
+                if not isinstance(v, int):
+                    self.model.add_hint(v, solver.value(v))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -745,19 +829,32 @@ class _Improvements(cp_model.CpSolverSolutionCallback):
     ``should_stop()`` turns true (checked at every solution and by a watchdog)."""
 
     def __init__(self, pm: PlannerModel, hook: ImprovementHook | None,
-                 should_stop: Callable[[], bool] | None) -> None:
+                 should_stop: Callable[[], bool] | None, *, proved_gpus: int | None = None,
+                 below: tuple[str, int] | None = None) -> None:
         super().__init__()
         self.pm = pm
         self.hook = hook
         self.should_stop = should_stop
+        self.proved_gpus = proved_gpus  # tie-break stages: the GPU count is fixed and proved
+        self.below = below  # tie-break stages: (objective, value of the best plan so far)
         self.count = 0
 
     def on_solution_callback(self) -> None:
-        self.count += 1
-        if self.hook is not None:
+        if self.below is None:
+            self.count += 1
+            if self.hook is not None:
+                c, bounds, replicas = self.pm.extract(self)
+                self.hook(c, bounds, replicas, round(self.objective_value),
+                          round(self.best_objective_bound))
+        else:
+            # A tie-break stage: compare what the plan achieves, not the model's variables.
             c, bounds, replicas = self.pm.extract(self)
-            self.hook(c, bounds, replicas, round(self.objective_value),
-                      round(self.best_objective_bound))
+            value = c.plan_objective(bounds, self.below[0])
+            if value < self.below[1]:
+                self.count += 1
+                self.below = (self.below[0], value)
+                if self.hook is not None:
+                    self.hook(c, bounds, replicas, self.proved_gpus, self.proved_gpus)
         if self.should_stop is not None and self.should_stop():
             self.stop_search()
 
@@ -792,18 +889,18 @@ def solve_candidates(
     while True:
         if should_stop is not None and should_stop():
             raise Cancelled("the solve was cancelled")
-        if limit == INF and not pool.coster.tuples:
+        if limit == INF and pool.coster.space.empty:
             return Outcome("INFEASIBLE")
         sub = pool.upto(limit, deadline)
         excluded_lb = pool.excluded_lb(limit)
-        if time.monotonic() >= deadline and not pool.coster.complete(limit):
+        if time.monotonic() >= deadline and not pool.complete(limit):
             return _out_of_time(best, min(excluded_lb, limit), improving)
         if not sub:
             if excluded_lb == INF:
                 return Outcome("INFEASIBLE", improving=improving)
             limit = max(excluded_lb, 2 * limit)
             continue
-        pm = PlannerModel(sub, cap_bytes, search, pool.goals.max_gpus)
+        pm = PlannerModel(sub, cap_bytes, search, pool.goals.max_gpus, should_stop)
         exprs = {
             "gpus": pm.gpus_expr, "gpu_time": pm.gpu_time_per_token_expr,
             "ttft": pm.ttft_expr, "tpot": pm.tpot_expr,
@@ -844,9 +941,19 @@ def solve_candidates(
                 pm.hint(solver)
                 pm.model.minimize(exprs[name]())
                 prev = solver
+                # Lexicographic improvements are improving plans too: stream those that beat
+                # the plan in hand on this tie-break.
+                best_c, best_bounds, _ = pm.extract(prev)
+                current = best_c.plan_objective(best_bounds, name)
                 solver = _new_solver(deadline - time.monotonic(), search.workers,
                                      search.random_seed)
-                st = solver.solve(pm.model)
+                cb = _Improvements(pm, hook, should_stop, proved_gpus=value,
+                                   below=(name, current))
+                with _watchdog(solver, should_stop):
+                    st = solver.solve(pm.model, cb)
+                improving += cb.count
+                if should_stop is not None and should_stop():
+                    raise Cancelled("the solve was cancelled")
                 if st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
                     solver = prev  # keep the last answer we have
                     break
@@ -943,8 +1050,8 @@ def solve(
     placements = Placements(
         prep, min(PLACEMENT_TIME_CAP_S, PLACEMENT_TIME_SHARE * search.time_limit_s),
         search.workers, search.random_seed)
-    tuples = degree_tuples(instance)
-    coster = Coster(prep, tuples, placements)
+    space = TupleSpace(instance)
+    coster = Coster(prep, space, placements)
     coster.should_stop = should_stop
     hook = None
     if on_improvement is not None:
@@ -960,17 +1067,18 @@ def solve(
                                hook=hook, should_stop=should_stop)
 
     if outcome.candidate is None:
-        explanation = explain(prep, coster, goals, cap, search,
-                              deadline=time.monotonic() + min(
-                                  EXPLAIN_BUDGET_MAX_S,
-                                  max(EXPLAIN_BUDGET_MIN_S,
-                                      EXPLAIN_BUDGET_SHARE * search.time_limit_s)))
         status = "INFEASIBLE" if outcome.status == "INFEASIBLE" else "UNKNOWN"
+        explanation = None
+        if status == "INFEASIBLE":  # UNKNOWN ran out of time: nothing left to explain with
+            explanation = explain(prep, coster, goals, cap, search,
+                                  deadline=time.monotonic() + min(
+                                      EXPLAIN_BUDGET_MAX_S,
+                                      max(EXPLAIN_BUDGET_MIN_S,
+                                          EXPLAIN_BUDGET_SHARE * search.time_limit_s)))
         return SolveResult(
             status=status, solve_time_s=time.monotonic() - start,
             solver=f"ortools-cpsat {ORTOOLS_VERSION}", tie_breaks=TIE_BREAKS,
-            explanation=explanation if status == "INFEASIBLE" else None,
-            bound=outcome.bound, improving_solutions=outcome.improving)
+            explanation=explanation, bound=outcome.bound, improving_solutions=outcome.improving)
 
     c = outcome.candidate
     plan = _plan_of(c, outcome.bounds or [], outcome.replicas, placements, prep)
@@ -989,8 +1097,9 @@ def solve(
     ):
         # Some placements are not proved optimal: re-solve with their lower bounds to get a
         # valid lower bound on GPUs; OPTIMAL only if it meets the plan.
-        lb_pool = Pool(Coster(prep, tuples, placements, lower=True), goals, cap, search)
-        lb = solve_candidates(lb_pool, search, max(deadline, time.monotonic() + 5),
+        lb_pool = Pool(Coster(prep, space, placements, lower=True), goals, cap, search)
+        lb = solve_candidates(lb_pool, search,
+                              max(deadline, time.monotonic() + LOWER_BOUND_FLOOR_S),
                               tie_breaks=False)
         lb_val = lb.objective if lb.status == "OPTIMAL" else lb.bound
         bound = min(bound or INF, lb_val if lb_val is not None else 0)
@@ -1066,7 +1175,7 @@ def explain(
         return solve_candidates(Pool(coster, g, cap, search), search, deadline,
                                 objective=objective, tie_breaks=False)
 
-    if not coster.tuples:
+    if coster.space.empty:
         return Explanation(
             summary="No degree tuple satisfies the divisibility and node rules with the search "
             "options given (check search.fix / search.forbid, max_pp/max_cp/max_dp and "
@@ -1129,8 +1238,7 @@ def explain(
             continue
         c = o.candidate
         if step == "gpu_time" and o.bounds is not None:
-            m = max(int(c.dec_prefix[b + 1] - c.dec_prefix[a]) + c.fixed_dec(s)
-                    for s, (a, b) in enumerate(o.bounds))
+            m = c.slowest_stage_ns(o.bounds)
             key, value = "highest_output_tokens_per_s_per_gpu", (
                 c.batch * c.output_len * NS_PER_S / c.cycle_ns(m) / c.gpus_per_instance)
         elif step == "ttft":
