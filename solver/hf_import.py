@@ -144,6 +144,15 @@ def _deepseek(cfg: Config, family: str) -> dict[str, Any]:
         "v_head_dim": _req(cfg, "v_head_dim", family),
         "bias": bool(cfg.get("attention_bias", False)),
     }
+    return _routed_moe_fields(cfg, family, n_layers, dense, hidden, attention,
+                              router_bias=cfg.get("topk_method") == "noaux_tc")
+
+
+def _routed_moe_fields(cfg: Config, family: str, n_layers: int, dense: list[int], hidden: int,
+                       attention: dict[str, Any], *, router_bias: bool) -> dict[str, Any]:
+    """The fields DeepSeek-style configs (DeepSeek, Kimi-K2, GLM-4.5) share: first dense
+    layers of ``intermediate_size``, then ``n_routed_experts`` of ``moe_intermediate_size`` and
+    ``n_shared_experts`` shared ones."""
     return {
         "num_layers": n_layers,
         "dense_layers": dense,
@@ -154,7 +163,7 @@ def _deepseek(cfg: Config, family: str) -> dict[str, Any]:
         "top_k": _req(cfg, "num_experts_per_tok", family),
         "expert_ffn_width": _req(cfg, "moe_intermediate_size", family),
         "num_shared_experts": cfg.get("n_shared_experts") or 0,
-        "router_bias": cfg.get("topk_method") == "noaux_tc",
+        "router_bias": router_bias,
     }
 
 
@@ -171,18 +180,7 @@ def _glm4_moe(cfg: Config, family: str) -> dict[str, Any]:
     attention = _heads(cfg, family, hidden)
     attention["bias"] = bool(cfg.get("attention_bias", False))
     attention["qk_norm"] = bool(cfg.get("use_qk_norm", False))
-    return {
-        "num_layers": n_layers,
-        "dense_layers": dense,
-        "hidden_size": hidden,
-        "attention": attention,
-        "dense_ffn_width": _req(cfg, "intermediate_size", family) if dense else 0,
-        "num_experts": _req(cfg, "n_routed_experts", family),
-        "top_k": _req(cfg, "num_experts_per_tok", family),
-        "expert_ffn_width": _req(cfg, "moe_intermediate_size", family),
-        "num_shared_experts": cfg.get("n_shared_experts") or 0,
-        "router_bias": True,
-    }
+    return _routed_moe_fields(cfg, family, n_layers, dense, hidden, attention, router_bias=True)
 
 
 def _mixtral(cfg: Config, family: str) -> dict[str, Any]:

@@ -312,7 +312,3 @@ def _placement_violations(plan: Plan, m: ModelSpec, redundant: int) -> list[Viol
                                    "twice", where))
                 break
     return v
-
-
-def ns_to_s(ns: int) -> float:
-    return ns / NS_PER_S
