@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from solver.costmodel import BYTES_PER_GB, NS_PER_S, rate_meets, seconds_to_ns_floor
+from solver.costmodel import BYTES_PER_GB, rate_meets, seconds_to_ns_floor
 from solver.estimate import Evaluation, Prepared, evaluate
 from solver.params import check_declared
 from solver.schema import Degrees, HardwareSpec, Instance, ModelSpec, Plan, SearchOptions
