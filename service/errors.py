@@ -31,6 +31,21 @@ from solver.instance import InputError
 log = logging.getLogger("moeplan.service")
 
 INTERNAL_MESSAGE = "internal error (logged on the server)"
+#: Bounds on what an INVALID_ARGUMENT echoes back (UTF-8 bytes; violations kept). Messages can
+#: quote the client's input (an unknown preset name, say); unclipped, a long value makes the
+#: trailers exceed gRPC's 8 KiB metadata limit and the client sees RESOURCE_EXHAUSTED instead.
+MAX_MESSAGE_BYTES = 400
+MAX_FIELD_BYTES = 100
+MAX_RULE_BYTES = 200
+MAX_VIOLATIONS = 8
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, with "..." when cut."""
+    raw = text.encode()
+    if len(raw) <= limit:
+        return text
+    return raw[:limit - 3].decode(errors="ignore") + "..."
 
 
 def bad_request_status(exc: InputError) -> grpc.Status:
@@ -38,11 +53,13 @@ def bad_request_status(exc: InputError) -> grpc.Status:
     violations = exc.violations or [("", str(exc))]
     detail = any_pb2.Any()
     detail.Pack(error_details_pb2.BadRequest(field_violations=[
-        error_details_pb2.BadRequest.FieldViolation(field=field, description=rule)
-        for field, rule in violations
+        error_details_pb2.BadRequest.FieldViolation(field=clip(field, MAX_FIELD_BYTES),
+                                                    description=clip(rule, MAX_RULE_BYTES))
+        for field, rule in violations[:MAX_VIOLATIONS]
     ]))
     return rpc_status.to_status(status_pb2.Status(
-        code=code_pb2.INVALID_ARGUMENT, message=str(exc), details=[detail]))
+        code=code_pb2.INVALID_ARGUMENT, message=clip(str(exc), MAX_MESSAGE_BYTES),
+        details=[detail]))
 
 
 def status_for(exc: Exception, method: str) -> grpc.Status:

@@ -95,6 +95,56 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
         return self._deny
 
 
+class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
+    """Answers INVALID_ARGUMENT to request bytes that are not a valid protobuf message.
+
+    gRPC parses the request before the handler runs and, when parsing raises, ends the call with
+    UNKNOWN and the exception's class in the message. This interceptor hands the Planner's
+    handlers the raw bytes and parses them itself (``prefix``: the methods it covers)."""
+
+    def __init__(self, prefix: str = f"/{SERVICE_NAME}/"):
+        self._prefix = prefix
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if (handler is None or not details.method.startswith(self._prefix)
+                or handler.request_streaming or handler.request_deserializer is None):
+            return handler
+        parse, method = handler.request_deserializer, details.method
+
+        async def decode(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                return parse(raw)
+            except Exception:  # DecodeError, or anything else the parser raises
+                from service.errors import bad_request_status
+                from solver.instance import InputError
+
+                log.info("%s: malformed request (%d bytes)", method, len(raw))
+                await context.abort_with_status(bad_request_status(InputError(
+                    f"request: not a valid protobuf message for {method}", "request")))
+
+        if handler.unary_unary is not None:
+            unary = handler.unary_unary
+
+            async def unary_unary(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+                return await unary(await decode(raw, context), context)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary, response_serializer=handler.response_serializer)
+        stream = handler.unary_stream
+
+        async def unary_stream(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+            async for item in stream(await decode(raw, context), context):
+                yield item
+
+        return grpc.unary_stream_rpc_method_handler(
+            unary_stream, response_serializer=handler.response_serializer)
+
+
 class PlannerServer:
     """A started server: ``await start()``, then ``port``; ``await stop()`` to shut down."""
 
@@ -115,7 +165,9 @@ class PlannerServer:
             ("grpc.max_send_message_length", c.max_message_bytes),
             ("grpc.so_reuseport", 0),  # a second server on the same port fails to bind
         ]
-        interceptors = [BearerTokenInterceptor(c.token)] if c.token else []
+        interceptors: list[grpc.aio.ServerInterceptor] = (
+            [BearerTokenInterceptor(c.token)] if c.token else [])
+        interceptors.append(MalformedRequestInterceptor())
         server = grpc.aio.server(interceptors=interceptors, options=options)
         pb_grpc.add_PlannerServicer_to_server(
             PlannerServicer(self.pool, Limits(max_time_limit_s=c.max_time_limit_s)), server)
