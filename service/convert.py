@@ -59,31 +59,41 @@ def _literal_to_enum(enum: EnumDescriptor, literal: str) -> int:
 # ----------------------------------------------------------------------------------------------
 
 
-def _scalar_to_py(field: FieldDescriptor, value: Any) -> Any:
+def _scalar_to_py(field: FieldDescriptor, value: Any, path: str) -> Any:
     if field.type == FieldDescriptor.TYPE_ENUM:
+        if value and value not in field.enum_type.values_by_number:
+            # proto3 enums are open: a number this server does not know must not silently
+            # become "unset" (and the default precision, say).
+            names = ", ".join(v.name for v in field.enum_type.values if v.number)
+            raise InputError(f"{path}: unknown {field.enum_type.name} value {value} "
+                             f"(known: {names})", path)
         return _enum_to_literal(field.enum_type, value)
     if field.type == FieldDescriptor.TYPE_MESSAGE:
-        return message_to_dict(value)
+        return message_to_dict(value, path)
     return value
 
 
-def message_to_dict(msg: Message) -> Any:
-    """A message as the dict the schema reads, leaving out every field that is not set."""
+def message_to_dict(msg: Message, path: str = "") -> Any:
+    """A message as the dict the schema reads, leaving out every field that is not set.
+    ``path`` is where the message sits in the request, for error messages."""
     out: dict[str, Any] = {}
     for field in msg.DESCRIPTOR.fields:
         value = getattr(msg, field.name)
+        where = f"{path}.{field.name}" if path else field.name
         if field.is_repeated:
             if not value:
                 continue
             if field.message_type is not None and field.message_type.GetOptions().map_entry:
                 value_field = field.message_type.fields_by_name["value"]
-                out[field.name] = {k: _scalar_to_py(value_field, v) for k, v in value.items()}
+                out[field.name] = {k: _scalar_to_py(value_field, v, f"{where}[{k}]")
+                                   for k, v in value.items()}
             else:
-                out[field.name] = [_scalar_to_py(field, v) for v in value]
+                out[field.name] = [_scalar_to_py(field, v, f"{where}[{i}]")
+                                   for i, v in enumerate(value)]
             continue
         if field.has_presence and not msg.HasField(field.name):
             continue
-        converted = _scalar_to_py(field, value)
+        converted = _scalar_to_py(field, value, where)
         if converted is not None:
             out[field.name] = converted
     hook = _TO_DICT.get(msg.DESCRIPTOR.full_name)

@@ -591,3 +591,16 @@ def test_stubs_are_what_make_protos_writes(tmp_path):
         fresh = (tmp_path / "service/_gen/moeplan/v1" / name).read_text()
         assert fresh == (GEN_DIR / name).read_text(), f"{name} is stale: run `make protos`"
 
+
+
+def test_an_unknown_enum_number_is_invalid_argument_not_a_silent_default(stub):
+    """proto3 enums are open: precision 99 must not quietly become the default precision."""
+    msg = convert.fill_message(pb.Instance(), STREAM_DOC)
+    msg.model_spec.weight_precision = 99
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Solve(pb.SolveRequest(instance=msg), timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    bad = error_details_pb2.BadRequest()
+    assert rpc_status.from_call(info.value).details[0].Unpack(bad)
+    assert bad.field_violations[0].field == "model_spec.weight_precision"
+    assert "99" in bad.field_violations[0].description
