@@ -17,10 +17,16 @@ from pydantic import ValidationError
 
 from solver.hardware import resolve_hardware
 from solver.hf_import import resolve_model
-from solver.schema import Degrees, Instance, Plan
+from solver.schema import MAX_GPUS, Degrees, Instance, Plan
 
 #: Largest instance file we read; a real one (even with a measured 61×384 load matrix) is < 2 MB.
 MAX_INSTANCE_BYTES = 16 * 1024 * 1024
+#: Deepest nesting of a document: an instance is at most 5 levels deep (expert_load.counts rows).
+MAX_DOCUMENT_DEPTH = 32
+#: Most values (mappings, lists and scalars, YAML aliases counted as often as they are used) in a
+#: document: a measured load of MAX_LAYERS x MAX_EXPERTS counts is 524,288. Caps YAML alias bombs
+#: ("billion laughs"), whose expansion a few hundred bytes can make exponential.
+MAX_DOCUMENT_VALUES = 1_000_000
 
 
 class InputError(ValueError):
@@ -29,6 +35,7 @@ class InputError(ValueError):
     def __init__(
         self, message: str, field: str = "", violations: list[tuple[str, str]] | None = None
     ):
+        message = " ".join(str(message).split())  # one line, even when it quotes the input
         super().__init__(message)
         self.field = field
         self.violations = violations or ([(field, message)] if field else [])
@@ -52,15 +59,31 @@ def _clean_msg(err: dict) -> str:
     return msg
 
 
+#: Location parts pydantic adds for the branches of a union (``int | BatchRange``): not fields.
+_UNION_TAGS = frozenset({"int", "float", "str", "bool", "none", "BatchRange", "dict[str,any]"})
+_UNION_TAG_PREFIXES = ("constrained-", "function-", "lax-", "nullable[", "json-or-python[")
+
+
+def _is_tag(part: object) -> bool:
+    return isinstance(part, str) and (part in _UNION_TAGS or part.startswith(_UNION_TAG_PREFIXES))
+
+
+def _wrong_branch(err: dict) -> bool:
+    """A union branch that failed only because the input has another type: when a union fails,
+    the branch matching the input's type says what is wrong (``batch.max`` too large, not
+    "batch should be an integer")."""
+    in_union = any(_is_tag(p) for p in err.get("loc", ()))
+    kind = str(err.get("type", ""))
+    return in_union and (kind.endswith("_type") or kind.endswith("_parsing"))
+
+
 def validation_error(exc: ValidationError, prefix: str = "") -> InputError:
     """One line from a pydantic error, keeping every violation for structured reporting."""
-    errs = exc.errors(include_url=False)
+    errs = sorted(exc.errors(include_url=False), key=_wrong_branch)  # stable: order kept
     violations = []
     for e in errs:
-        path = _loc(tuple(e.get("loc", ())))
-        # Unions report every branch; keep the loc readable by dropping type tags like 'int'.
-        path = ".".join(p for p in path.split(".") if p not in {"int", "BatchRange", "str",
-                                                                  "dict[str,any]"})
+        parts = tuple(p for p in e.get("loc", ()) if not _is_tag(p))
+        path = _loc(parts)
         full = ".".join(x for x in (prefix, path) if x)
         violations.append((full, _clean_msg(e)))
     first_field, first_msg = violations[0]
@@ -69,27 +92,69 @@ def validation_error(exc: ValidationError, prefix: str = "") -> InputError:
     return InputError(text, first_field, violations)
 
 
+class _BoundedYamlLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses nesting deeper than :data:`MAX_DOCUMENT_DEPTH` while it
+    composes: PyYAML's composer recurses once per level, so 100,000 ``[`` would otherwise end in
+    a RecursionError. (Aliases are cheap here: they share the node; their expansion is bounded
+    by :func:`check_document`.)"""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self._depth > MAX_DOCUMENT_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested deeper than {MAX_DOCUMENT_DEPTH} levels",
+                self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _parse_yaml(text: str) -> Any:
+    loader = _BoundedYamlLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def read_document(path: str | Path) -> Any:
-    """Parse a YAML or JSON file (JSON is YAML, but we use the JSON parser for .json files)."""
+    """Parse a YAML or JSON file (JSON is YAML, but we use the JSON parser for .json files).
+
+    Bounded: at most :data:`MAX_INSTANCE_BYTES` are read (also from devices and pipes, whose size
+    ``stat`` does not tell), nesting and YAML alias expansion are capped (:func:`check_document`).
+    """
     p = Path(path)
     try:
         size = p.stat().st_size
     except FileNotFoundError:
         raise InputError(f"{p}: no such file") from None
-    except OSError as exc:
-        raise InputError(f"{p}: cannot read ({exc.strerror})") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{p}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
     if p.is_dir():
         raise InputError(f"{p}: is a directory, expected an instance file")
     if size > MAX_INSTANCE_BYTES:
         raise InputError(f"{p}: file is {size} bytes, above the {MAX_INSTANCE_BYTES}-byte limit")
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as fh:
+            raw = fh.read(MAX_INSTANCE_BYTES + 1)
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read ({exc.strerror})") from None
+    if len(raw) > MAX_INSTANCE_BYTES:
+        raise InputError(f"{p}: more than the {MAX_INSTANCE_BYTES}-byte limit")
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(f"{p}: not UTF-8 text") from None
     try:
         if p.suffix.lower() == ".json":
-            return json.loads(text)
-        return yaml.safe_load(text)
+            data = json.loads(text)
+        else:
+            data = _parse_yaml(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{p}: invalid JSON at line {exc.lineno} column {exc.colno}: "
                          f"{exc.msg}") from None
@@ -98,18 +163,73 @@ def read_document(path: str | Path) -> Any:
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "syntax error"
         raise InputError(f"{p}: invalid YAML{where}: {problem}") from None
+    except RecursionError:  # the JSON parser recurses once per level
+        raise InputError(f"{p}: nested deeper than {MAX_DOCUMENT_DEPTH} levels") from None
+    except ValueError as exc:  # e.g. JSON integers longer than Python's int-conversion limit
+        raise InputError(f"{p}: invalid {'JSON' if p.suffix.lower() == '.json' else 'YAML'}: "
+                         f"{exc}") from None
+    check_document(data)
+    return data
 
 
-def _reject_non_finite(value: Any, path: str = "") -> None:
-    """YAML accepts .nan/.inf; no field of ours means anything with them."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise InputError(f"{path or 'value'}: must be a finite number, got {value}", path)
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _reject_non_finite(v, f"{path}.{k}" if path else str(k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _reject_non_finite(v, f"{path}[{i}]")
+def _render_path(path: tuple | None) -> str:
+    parts: list[Any] = []
+    while path is not None:
+        path, key = path
+        parts.append(key)
+    out = ""
+    for key in reversed(parts):
+        out += f"[{key}]" if isinstance(key, int) else ("." if out else "") + str(key)
+    return out
+
+
+def _expanded_size(value: Any) -> int:
+    """Values in ``value`` with every shared object (a YAML alias) counted each time it is used,
+    computed in time linear in the *distinct* objects (an alias bomb has a few dozen); raises
+    when nesting is deeper than :data:`MAX_DOCUMENT_DEPTH`, which also stops cycles (``&a [*a]``
+    nests forever)."""
+    if not isinstance(value, dict | list):
+        return 1
+    sizes: dict[int, int] = {}
+    stack: list[tuple[Any, bool, int]] = [(value, False, 0)]
+    while stack:
+        v, children_done, depth = stack.pop()
+        kids = list(v.values()) if isinstance(v, dict) else v
+        if children_done:
+            sizes[id(v)] = 1 + sum(sizes[id(k)] if isinstance(k, dict | list) else 1
+                                   for k in kids)
+            continue
+        if id(v) in sizes:
+            continue
+        if depth >= MAX_DOCUMENT_DEPTH:
+            raise InputError(f"instance: nested deeper than {MAX_DOCUMENT_DEPTH} levels")
+        stack.append((v, True, depth))
+        stack.extend((k, False, depth + 1) for k in kids
+                     if isinstance(k, dict | list) and id(k) not in sizes)
+    return sizes[id(value)]
+
+
+def check_document(value: Any) -> None:
+    """Reject what no field of ours means and what would make validation explode: nesting
+    deeper than :data:`MAX_DOCUMENT_DEPTH` (this also stops recursive YAML documents,
+    ``&a [*a]``), more than :data:`MAX_DOCUMENT_VALUES` values (a YAML alias counts each time it
+    is used: an alias bomb is measured, not expanded) and non-finite numbers (YAML's .nan and
+    .inf). No recursion: a document cannot exhaust the stack."""
+    size = _expanded_size(value)
+    if size > MAX_DOCUMENT_VALUES:
+        raise InputError(f"instance: {size} values, above the limit of {MAX_DOCUMENT_VALUES} "
+                         "(YAML aliases count each time they are used)")
+    stack: list[tuple[Any, tuple | None]] = [(value, None)]
+    while stack:
+        v, path = stack.pop()
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                where = _render_path(path)
+                raise InputError(f"{where or 'value'}: must be a finite number, got {v}", where)
+        elif isinstance(v, dict):
+            stack.extend((x, (path, k)) for k, x in v.items())
+        elif isinstance(v, list):
+            stack.extend((x, (path, i)) for i, x in enumerate(v))
 
 
 def instance_from_dict(data: Any, base_dir: Path | None = None) -> Instance:
@@ -117,19 +237,27 @@ def instance_from_dict(data: Any, base_dir: Path | None = None) -> Instance:
     if not isinstance(data, dict):
         raise InputError(f"instance: expected a mapping at the top level, got "
                          f"{type(data).__name__}")
-    _reject_non_finite(data)
+    check_document(data)
     data = dict(data)
     for required in ("model", "hardware", "workload"):
         if required not in data:
             raise InputError(f"{required}: field required", required)
+    model = data["model"]
     try:
-        data["model"] = resolve_model(data["model"], base_dir)
+        data["model"] = resolve_model(model, base_dir)
     except ValidationError as exc:
         raise validation_error(exc, "model") from None
     except InputError:
         raise
     except ValueError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ValidationError) and isinstance(model, dict) and (
+                "hf_config" not in model):  # explicit fields: name the field, e.g. model.top_k
+            raise validation_error(cause, "model") from None
         raise InputError(f"model: {exc}", "model") from None
+    except OSError as exc:  # a config path the OS refuses (name too long, no permission...)
+        raise InputError(f"model: cannot read the config ({exc.strerror or exc})",
+                         "model") from None
     try:
         data["hardware"] = resolve_hardware(data["hardware"])
     except ValidationError as exc:
@@ -151,11 +279,16 @@ def load_instance(path: str | Path) -> Instance:
 def plan_from_dict(data: Any) -> Plan:
     if not isinstance(data, dict):
         raise InputError(f"plan: expected a mapping, got {type(data).__name__}")
-    _reject_non_finite(data)
+    check_document(data)
     try:
-        return Plan.model_validate(data)
+        plan = Plan.model_validate(data)
     except ValidationError as exc:
         raise validation_error(exc, "plan") from None
+    d = plan.degrees
+    if d.gpus > MAX_GPUS:
+        raise InputError(f"plan.degrees: replicas·pp·tp·cp·dp = {d.replicas}·{d.pp}·{d.tp}·{d.cp}·"
+                         f"{d.dp} = {d.gpus} GPUs, above the limit of {MAX_GPUS}", "plan.degrees")
+    return plan
 
 
 _DEGREE_KEYS = set(Degrees.model_fields)

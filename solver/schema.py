@@ -39,6 +39,8 @@ MAX_HIDDEN = 65_536
 MAX_HEADS = 1024
 MAX_VOCAB = 1_048_576
 MAX_SEQ_LEN = 4_194_304
+#: A model may *support* longer contexts than a workload may ask for (Llama 4 Scout: 10,485,760).
+MAX_POSITION_EMBEDDINGS = 16_777_216
 MAX_BATCH = 65_536
 MAX_GPUS = 65_536
 MAX_TIME_LIMIT_S = 3600.0
@@ -54,6 +56,12 @@ MIN_LINK_GB_S, MAX_LINK_GB_S = 0.1, 1e6
 MAX_LATENCY_US = 100_000.0
 #: A batch range is searched exhaustively, so it may hold at most this many values (use ``step``).
 MAX_BATCH_CHOICES = 32
+#: Values one degree may be forbidden (each is one more constraint over every candidate).
+MAX_FORBIDDEN_VALUES = 64
+#: Largest measured token count per (layer, expert): counts are read as 64-bit integers.
+MAX_TOKEN_COUNT = 10**15
+#: CP-SAT's random seed is a 32-bit signed integer.
+MAX_RANDOM_SEED = 2**31 - 1
 
 
 class Strict(BaseModel):
@@ -167,7 +175,7 @@ class ModelSpec(Strict):
         None, gt=0, description="Parameter count the source claims; checked against the layout."
     )
     max_position_embeddings: int | None = Field(
-        None, gt=0, le=MAX_SEQ_LEN, description="Longest context the model supports."
+        None, gt=0, le=MAX_POSITION_EMBEDDINGS, description="Longest context the model supports."
     )
 
     @field_validator("dense_layers", mode="after")
@@ -348,7 +356,7 @@ class ExpertLoad(Strict):
         None, gt=0, le=10, allow_inf_nan=False, description="Power-law exponent (power_law only)."
     )
     seed: int = Field(0, ge=0, description="Seed of the per-layer permutation of the power law.")
-    counts: tuple[tuple[NonNegInt, ...], ...] | None = Field(
+    counts: tuple[tuple[Annotated[int, Field(ge=0, le=MAX_TOKEN_COUNT)], ...], ...] | None = Field(
         None,
         description="Measured token counts: one row per MoE layer (in layer order), one column "
         "per routed expert (as vLLM/SGLang expert-distribution recorders write them).",
@@ -378,15 +386,17 @@ class ExpertLoad(Strict):
 # ----------------------------------------------------------------------------------------------
 
 DegreeName = Literal["tp", "pp", "dp", "cp", "ep", "etp", "edp", "replicas"]
+DegreeValue = Annotated[int, Field(gt=0, le=MAX_GPUS)]
 
 
 class SearchOptions(Strict):
     """What the solver may choose and how long it may take."""
 
-    fix: dict[DegreeName, PosInt] = Field(
+    fix: dict[DegreeName, DegreeValue] = Field(
         default_factory=dict, description="Degrees fixed to a value, e.g. {tp: 8}."
     )
-    forbid: dict[DegreeName, tuple[PosInt, ...]] = Field(
+    forbid: dict[DegreeName, Annotated[tuple[DegreeValue, ...], Field(
+        max_length=MAX_FORBIDDEN_VALUES)]] = Field(
         default_factory=dict, description="Values a degree may not take, e.g. {cp: [2, 4]}."
     )
     max_pp: int = Field(16, gt=0, le=MAX_LAYERS, description="Largest pipeline degree tried.")
@@ -406,7 +416,9 @@ class SearchOptions(Strict):
         60.0, gt=0, le=MAX_TIME_LIMIT_S, allow_inf_nan=False, description="Solver time limit."
     )
     workers: int = Field(2, gt=0, le=256, description="CP-SAT search workers.")
-    random_seed: int = Field(0, ge=0, description="CP-SAT random seed (reproducible runs).")
+    random_seed: int = Field(
+        0, ge=0, le=MAX_RANDOM_SEED, description="CP-SAT random seed (reproducible runs)."
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -467,7 +479,7 @@ class LayerPlacement(Strict):
 
     layer: int = Field(ge=0, description="Layer index.")
     ranks: tuple[tuple[NonNegInt, ...], ...] = Field(
-        description="ranks[r] = experts held by EP rank r (one entry per slot)."
+        min_length=1, description="ranks[r] = experts held by EP rank r (one entry per slot)."
     )
 
 
@@ -530,6 +542,13 @@ class Instance(Strict):
                     f"expert_load.counts has {len(load.counts[0])} columns but the model has "
                     f"{self.model.num_experts} routed experts"
                 )
+        plan = self.claimed_plan
+        if plan is not None and plan.degrees.gpus > MAX_GPUS:
+            d = plan.degrees
+            raise ValueError(
+                f"claimed_plan.degrees: replicas·pp·tp·cp·dp = {d.replicas}·{d.pp}·{d.tp}·{d.cp}·"
+                f"{d.dp} = {d.gpus} GPUs, above the limit of {MAX_GPUS}"
+            )
         mpe = self.model.max_position_embeddings
         if mpe is not None and self.workload.max_context > mpe:
             raise ValueError(
