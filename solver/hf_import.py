@@ -453,8 +453,15 @@ def _resolve_str(
     path = Path(name).expanduser()
     if not path.is_absolute() and base_dir is not None:
         path = Path(base_dir) / path
-    path = _config_path(path)
-    if not path.is_file():
+    try:
+        path = _config_path(path)
+        is_file = path.is_file()
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise ModelResolveError(
+            f"model '{value[:80]}': neither a preset ({', '.join(presets.model_preset_names())}) "
+            f"nor a readable config path ({exc.strerror})"
+        ) from None
+    if not is_file:
         raise ModelResolveError(
             f"model '{value}' is neither a preset ({', '.join(presets.model_preset_names())}) "
             f"nor an existing config file ({path})"

@@ -52,6 +52,7 @@ from solver.estimate import Prepared, evaluate
 from solver.loads import LOAD_RESOLUTION
 from solver.placement import PlacementResult, place_experts_cached
 from solver.schema import (
+    MAX_GPUS,
     Degrees,
     Explanation,
     Instance,
@@ -69,6 +70,8 @@ from solver.verify import redundant_for, structural_violations, verify
 
 #: Scale of the tie-break objective "GPU-ns per output token" (1e-3 GPU-ns resolution).
 TIE_BREAK_SCALE = 1000
+#: Largest value one tie-break term may take in the CP-SAT model (well inside int64).
+TIE_BREAK_MAX_TERM = 1 << 56
 #: Share of the time limit the placement sub-models may use, and the cap per sub-model.
 PLACEMENT_TIME_SHARE = 0.3
 PLACEMENT_TIME_CAP_S = 2.0
@@ -331,7 +334,8 @@ class Candidate:
         elif rate is None:
             r_min = 1
         else:
-            max_r = INF if goals.max_gpus is None else goals.max_gpus // self.gpus_per_instance
+            # Even without a max_gpus target a deployment has at most MAX_GPUS GPUs.
+            max_r = min(goals.max_gpus or MAX_GPUS, MAX_GPUS) // self.gpus_per_instance
             r_min = replicas_needed(tokens, self.cycle_ns(m_lb), rate)
             if r_min > max_r:
                 return None
@@ -339,7 +343,7 @@ class Candidate:
                         r_min + MAX_REPLICA_STEPS)
             # With at most r_max replicas, M must stay under r_max's threshold.
             m_cap = min(m_cap, self.m_for_replicas(r_max, rate))
-        if goals.max_gpus is not None and self.gpus_per_instance * r_min > goals.max_gpus:
+        if self.gpus_per_instance * r_min > min(goals.max_gpus or MAX_GPUS, MAX_GPUS):
             return None
         return (m_cap, r_min, r_max, rate) if m_cap >= m_lb else None
 
@@ -394,9 +398,15 @@ class TupleSpace:
             for cp in cps:
                 for dp in dps:
                     n = tp * cp * dp
+                    if n > MAX_GPUS:  # no deployment holds a stage this large
+                        continue
                     fits = [b for b in batches if b % dp == 0]
-                    for etp in divisors(n):
-                        for ep in divisors(n // etp):
+                    # etp must divide the expert width and ep the expert slots (the verifier's
+                    # rules): enumerate only those divisors of the stage, not every pair.
+                    for etp in (e for e in divisors(n) if m.expert_ffn_width % e == 0):
+                        for ep in (x for x in divisors(n // etp)
+                                   if x == 1 or not has_moe
+                                   or (m.num_experts + s.redundant_experts) % x == 0):
                             edp = n // (etp * ep)
                             if not all(_allowed(k, v, s) for k, v in
                                        (("etp", etp), ("ep", ep), ("edp", edp))):
@@ -424,7 +434,7 @@ class TupleSpace:
                 break
             for pp in self.pps:
                 g = pp * n
-                if g > hi:
+                if g > hi or g > MAX_GPUS:
                     break
                 if g > lo:
                     out.extend((Grid(tp, cp, dp, ep, etp, edp, pp), b, red) for b in fits)
@@ -438,7 +448,7 @@ class TupleSpace:
             if n > best:
                 break
             p = next((p for p in self.pps if p * n > lo), None)
-            if p is not None:
+            if p is not None and p * n <= MAX_GPUS:
                 best = min(best, p * n)
         return best
 
@@ -760,11 +770,16 @@ class PlannerModel:
         return sum(c.gpus_per_instance * self._replicas(t) for t, c in enumerate(self.cands))
 
     def gpu_time_per_token_expr(self):
-        """``SCALE · gpus_per_instance · cycle / tokens`` — the inverse of tokens/s per GPU."""
+        """``SCALE · gpus_per_instance · cycle / tokens`` — the inverse of tokens/s per GPU.
+        On extreme inputs (hour-long prefills) the coefficients are divided by one common factor
+        so that every term stays well inside CP-SAT's 64-bit integers."""
+        coefs = [c.gpu_time_coefficients() for c in self.cands]
+        largest = max((a * c.m_cap + b for (a, b), c in zip(coefs, self.cands, strict=True)),
+                      default=0)
+        div = max(1, -(-largest // TIE_BREAK_MAX_TERM))
         terms = []
-        for c, s, M in zip(self.cands, self.sel, self.M, strict=True):
-            a, b = c.gpu_time_coefficients()
-            terms.append(a * M + b * s)
+        for (a, b), s, M in zip(coefs, self.sel, self.M, strict=True):
+            terms.append((a // div) * M + (b // div) * s)
         return sum(terms)
 
     def ttft_expr(self):
@@ -1047,8 +1062,12 @@ def solve(
     prep = Prepared(instance)
     cap = round(instance.hardware.hbm_gb * BYTES_PER_GB)
     goals = Goals.of(instance.workload.targets)
+    # One placement budget for the whole solve, split over the layers that need their own
+    # sub-model (layers whose loads are permutations of each other share one); a function of the
+    # instance only, so the same instance always gets the same placements.
+    distinct = len({tuple(sorted(x.tolist())) for x in prep.loads}) or 1
     placements = Placements(
-        prep, min(PLACEMENT_TIME_CAP_S, PLACEMENT_TIME_SHARE * search.time_limit_s),
+        prep, min(PLACEMENT_TIME_CAP_S, PLACEMENT_TIME_SHARE * search.time_limit_s / distinct),
         search.workers, search.random_seed)
     space = TupleSpace(instance)
     coster = Coster(prep, space, placements)
