@@ -539,9 +539,12 @@ def valid_extremes(draw: st.DrawFn) -> dict[str, Any]:
         "output_len": draw(edge_int(1, S.MAX_SEQ_LEN)), "batch": draw(edge_int(1, S.MAX_BATCH)),
     }
     doc: dict[str, Any] = {"model": model, "hardware": hardware, "workload": workload}
-    degrees = {name: draw(st.sampled_from([1, 2, 8, 1024, S.MAX_GPUS]))
-               for name in draw(st.sets(st.sampled_from(["tp", "pp", "dp", "cp", "ep", "etp",
-                                                         "edp"]), max_size=3))}
+    # (sorted: a set's order depends on the string hash seed, and CI must draw the same cases)
+    names = sorted(draw(st.sets(st.sampled_from(["tp", "pp", "dp", "cp", "etp", "edp"]),
+                                max_size=3)))
+    degrees = {name: draw(st.sampled_from([1, 2, 8, 1024, S.MAX_GPUS])) for name in names}
+    if draw(st.booleans()):  # ep up to 1,024: 65,536-way EP is slow to verify (known issue 7)
+        degrees["ep"] = draw(st.sampled_from([1, 2, 8, 1024]))
     doc["claimed_plan"] = {"degrees": degrees, "batch": draw(edge_int(1, S.MAX_BATCH))}
     load = draw(st.sampled_from(["uniform", "power_law", "measured"]))
     if load == "power_law":
