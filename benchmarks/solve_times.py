@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.docs is None:
         print(text)
         return 0
-    from solver.bench import splice
+    from moeplan.bench import splice
 
     doc = args.docs.read_text(encoding="utf-8")
     new = splice(doc, BEGIN, END, text)

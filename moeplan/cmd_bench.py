@@ -1,7 +1,7 @@
 """``moeplan bench`` (batch solving with baselines) and ``moeplan plot`` (pictures of a plan).
 
 Registered on the CLI by importing this module (``moeplan.cli`` does it). The engine is
-:mod:`solver.bench`, the pictures :mod:`solver.plots`; matplotlib and Ray are imported lazily.
+:mod:`moeplan.bench`, the pictures :mod:`moeplan.plots`; matplotlib and Ray are imported lazily.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ TERMINAL_COLUMNS = (
 
 
 def _summary_table(records: list[dict[str, Any]]) -> Table:
-    from solver.bench import display_row
+    from moeplan.bench import display_row
 
     table = Table(title=f"moeplan bench: {len(records)} instances", header_style="bold",
                   box=box.SIMPLE_HEAD, pad_edge=False)
@@ -88,7 +88,7 @@ def _errors(console: Console, records: list[dict[str, Any]]) -> None:
 
 
 def _medians_table(records: list[dict[str, Any]]) -> Table:
-    from solver.bench import summarize, summary_lines
+    from moeplan.bench import summarize, summary_lines
 
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
@@ -130,7 +130,8 @@ def bench_cmd(
     plots: Annotated[Path | None, typer.Option(
         "--plots", metavar="DIR", help="Write a cactus plot of solve times (PNG) here.")] = None,
     executor: Annotated[Executor, typer.Option(
-        "--executor", help="process: a local process pool; ray: Ray tasks.")] = Executor.process,
+        "--executor", help="process: a local process pool; ray: Ray tasks (their workers "
+        "import the installed moeplan, see docs/benchmarks.md).")] = Executor.process,
     ray_address: Annotated[str | None, typer.Option(
         "--ray-address", metavar="ADDR",
         help="Ray cluster to use (default: start a local one with --workers CPUs).")] = None,
@@ -150,8 +151,9 @@ def bench_cmd(
     run loses nothing written and continues with --resume. Baselines from the
     same run: the exhaustive reference search and the greedy EPLB placement.
     Ends with a summary table; --report md|csv writes it, --plots a cactus plot.
+    Exits 1 when any instance is an ERROR (its line says why), else 0.
     """
-    from solver import bench
+    from moeplan import bench
 
     if workers is None:
         workers = max(1, (os.cpu_count() or 1) // max(1, solver_workers))
@@ -180,7 +182,7 @@ def bench_cmd(
     if plots is not None and plots.exists() and not plots.is_dir():
         raise InputError(f"--plots: {plots} is a file, expected a directory", "plots")
     if plots is not None:
-        import solver.plots  # noqa: F401 - fail on a missing matplotlib before solving
+        import moeplan.plots  # noqa: F401 - fail on a missing matplotlib before solving
 
     engine = bench.make_executor(executor.value, workers, ray_address)
     options = bench.BenchOptions(
@@ -205,6 +207,7 @@ def bench_cmd(
         transient=False,
     )
     running: list[str] = []
+    errors: list[str] = []
     started: list[bool] = []
     task_id: Any = None
 
@@ -236,11 +239,11 @@ def bench_cmd(
     def on_done(rec: dict[str, Any]) -> None:
         if rec["path"] in running:
             running.remove(rec["path"])
+        if rec.get("status") == "ERROR":  # counted here, listed once after the summary table
+            errors.append(rec["path"])
+            progress.update(task_id, description=f"bench [red]({len(errors)} ERROR)[/]")
         progress.advance(task_id)
         show()
-        if rec.get("status") == "ERROR":
-            progress.console.print(f"[red]ERROR[/] {escape(rec['path'])}: "
-                                   f"{escape(rec.get('error') or '')}")
 
     try:
         records = bench.run_bench(
@@ -263,7 +266,7 @@ def bench_cmd(
     console.print(_medians_table(records))
     cactus = None
     if plots is not None:
-        from solver.plots import cactus_plot
+        from moeplan.plots import cactus_plot
 
         cactus = cactus_plot(records, plots / "cactus.png")
         console.print(f"cactus plot: {escape(str(cactus))}")
@@ -280,6 +283,11 @@ def bench_cmd(
         how = " (generated section replaced)" if spliced else ""
         console.print(f"report: {escape(str(report_out))}{how}")
     console.print(f"results: {escape(str(out))}")
+    failed = sum(1 for r in records if r.get("status") == "ERROR")
+    if failed:
+        sys.stderr.write(f"bench: {failed} of {len(records)} instances are ERROR (listed above; "
+                         f"their lines in {out} say why)\n")
+        raise typer.Exit(EXIT_NEGATIVE)
 
 
 @command("plot")
@@ -312,7 +320,7 @@ def plot_cmd(
         raise InputError(f"--out: {out} is a file, expected a directory", "out")
     if plan is not None and claimed:
         raise InputError("--claimed: cannot be combined with --plan", "claimed")
-    from solver import plots
+    from moeplan import plots
 
     instance = load_instance_arg(instance_path)
     greedy = None

@@ -1,5 +1,6 @@
 """``moeplan bench``: the JSON-lines contract, resume (also after SIGKILL and a torn write), the
-md/csv reports, and the Ray executor against the process pool."""
+md/csv reports, the exit code, and the Ray executor on a real local Ray (2 CPUs) against the
+process pool, run from a directory whose ``moeplan/`` folder would shadow the package."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -18,8 +20,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from moeplan import bench
 from moeplan.cli import app
-from solver import bench
+from solver.instance import InputError
 
 pytestmark = pytest.mark.integration
 
@@ -61,6 +64,24 @@ def lines_of(path: Path) -> list[dict]:
     return [json.loads(line) for line in data.decode().splitlines()]
 
 
+def assert_clean_line(text: str) -> None:
+    """One line of plain text: no newline, no terminal colour codes, no traceback."""
+    assert text and "\n" not in text and "\x1b" not in text, repr(text)
+    assert "Traceback" not in text and 'File "' not in text, text
+
+
+def assert_errors_listed_once(output: str, errors: dict[str, str]) -> None:
+    """Each errored instance is one clean ``ERROR path: message`` line, printed once (rich's own
+    colours, should the environment force them, aside)."""
+    output = re.sub(r"\x1b\[[0-9;]*m", "", output)
+    for path, message in errors.items():
+        lines = [line for line in output.splitlines() if line.startswith(f"ERROR {path}: ")]
+        assert len(lines) == 1, output
+        assert message in lines[0]
+        assert_clean_line(lines[0])
+        assert sum(message in line for line in output.splitlines()) == 1, output
+
+
 def run(*args: str, cwd: Path):
     """``moeplan ...`` in-process, in ``cwd`` (records store paths relative to it)."""
     old = Path.cwd()
@@ -83,8 +104,15 @@ def first_run(tmp_path_factory):
     result = run("bench", "inst", "--out", "results.jsonl", "--workers", "2",
                  "--solver-workers", "1", "--reference-time-limit", "5",
                  "--report", "md", "--plots", "plots", cwd=root)
-    assert result.exit_code == 0, (result.stdout, result.stderr)
     return root, files, result
+
+
+def test_errored_instances_make_bench_exit_1(first_run):
+    _, _, result = first_run
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    assert "bench: 2 of 6 instances are ERROR" in result.stderr
+    # The reports are written all the same.
+    assert "results: results.jsonl" in result.stdout
 
 
 def test_jsonl_contract(first_run):
@@ -104,7 +132,7 @@ def test_jsonl_contract(first_run):
     for bad in ("inst/bad.yaml", "inst/broken.json"):
         rec = by_path[bad]
         assert rec["status"] == "ERROR"
-        assert rec["error"] and "\n" not in rec["error"]
+        assert_clean_line(rec["error"])
         assert rec["gpus"] is None and rec["reference"] is None
     assert "no-such-model" in by_path["inst/bad.yaml"]["error"]
     assert "invalid JSON" in by_path["inst/broken.json"]["error"]
@@ -122,9 +150,10 @@ def test_jsonl_contract(first_run):
         pl = rec["placement"]
         assert pl["moe_layers"] > 0
         assert pl["hottest_load_max"] <= pl["greedy_hottest_load_max"] + 1e-12
-    # The terminal summary names every instance and the errors' messages.
+    # The terminal summary names every instance and each error's message, once.
     assert "moeplan bench: 6 instances" in result.stdout
-    assert "no-such-model" in result.stdout
+    assert_errors_listed_once(result.stdout + result.stderr, {
+        "inst/bad.yaml": "no-such-model", "inst/broken.json": "invalid JSON"})
     assert "same GPU count as the reference" in result.stdout
 
 
@@ -148,7 +177,7 @@ def test_csv_report_from_resume(first_run, tmp_path):
     out = tmp_path / "report.csv"
     result = run("bench", "inst", "--out", "results.jsonl", "--resume", "--report", "csv",
                  "--report-out", out, cwd=root)
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == 1, result.stderr  # the two ERROR records are still there
     assert (root / "results.jsonl").read_bytes() == before  # nothing re-solved
     assert "resume: 6 of 6 instances already in" in result.stderr
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
@@ -259,7 +288,7 @@ def test_discover_is_recursive_and_sorted(tmp_path):
     try:
         found = [bench.display_path(p) for p in bench.discover([".", "c.yml"])]
         assert found == ["b/a.json", "b/z.yaml", "c.yml"]
-        with pytest.raises(bench.InputError, match="no such file"):
+        with pytest.raises(InputError, match="no such file"):
             bench.discover(["missing"])
     finally:
         os.chdir(old)
@@ -308,26 +337,91 @@ def test_ray_missing_is_one_line(tmp_path, monkeypatch):
     assert len(lines) == 1 and "pip install ray" in lines[0], result.stderr
 
 
-def test_ray_executor_matches_process_pool(tmp_path):
+
+
+# ----------------------------------------------------------------------------------------------
+# Ray, really started: a local instance with 2 CPUs
+# ----------------------------------------------------------------------------------------------
+
+#: What a ``moeplan/`` (or ``solver/``) folder in the current directory runs if it is imported in
+#: place of the installed package: Ray used to put that directory first on workers' sys.path.
+SHADOW_MESSAGE = "a folder in the current directory shadowed the installed package"
+
+
+def shadowing_dir(root: Path) -> Path:
+    for package in ("moeplan", "solver"):
+        (root / package).mkdir(parents=True)
+        (root / package / "__init__.py").write_text(f"raise ImportError({SHADOW_MESSAGE!r})\n")
+    return root
+
+
+def moeplan_command() -> list[str]:
+    """The installed ``moeplan`` script, as a user runs it (its sys.path starts with the script's
+    directory, not the current one); else ``python -I -m moeplan`` (no current directory either)."""
+    script = Path(sys.executable).with_name("moeplan")
+    return [str(script)] if script.is_file() else [sys.executable, "-I", "-m", "moeplan"]
+
+
+def plain_env() -> dict[str, str]:
+    """The environment without variables that make rich colour a pipe."""
+    drop = {"FORCE_COLOR", "CLICOLOR_FORCE", "TTY_COMPATIBLE", "TTY_INTERACTIVE"}
+    return {k: v for k, v in os.environ.items() if k not in drop}
+
+
+def test_ray_bench_from_a_directory_that_shadows_moeplan(first_run, tmp_path):
+    pytest.importorskip("ray")
+    root = shadowing_dir(tmp_path)
+    files = copy_instances(root / "inst", FAST[:3])
+    (root / "inst" / "bad.yaml").write_text(BAD)
+    proc = subprocess.run(
+        [*moeplan_command(), "bench", "inst", "--executor", "ray", "--workers", "2",
+         "--solver-workers", "1", "--reference-time-limit", "5", "--out", "r.jsonl"],
+        cwd=root, env=plain_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)  # bad.yaml is an ERROR
+    assert "bench: 1 of 4 instances are ERROR" in proc.stderr
+    output = proc.stdout + proc.stderr
+    assert "\x1b" not in output and SHADOW_MESSAGE not in output
+    assert_errors_listed_once(output, {"inst/bad.yaml": "no-such-model"})
+    records = {r["path"]: r for r in lines_of(root / "r.jsonl")}
+    assert len(records) == 4
+    assert records["inst/bad.yaml"]["status"] == "ERROR"
+    assert_clean_line(records["inst/bad.yaml"]["error"])
+    # The good instances are solved by the installed package, with the answers the process pool
+    # gave for the same files (first_run) and the exhaustive reference search's GPU count.
+    pool = {Path(r["path"]).name: r for r in lines_of(first_run[0] / "results.jsonl")}
+    for f in files:
+        rec = records[f"inst/{f.name}"]
+        assert rec["settings"]["executor"] == "ray"
+        assert rec["status"] == "OPTIMAL" and rec["same_gpus"] is True, rec["error"]
+        assert rec["gpus"] == rec["reference"]["gpus"] == pool[f.name]["gpus"]
+        assert rec["sha256"] == pool[f.name]["sha256"]
+
+
+def test_ray_executor_in_process_and_failed_tasks(tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
-    files = copy_instances(tmp_path / "inst", FAST[:3])
-    (tmp_path / "inst" / "bad.yaml").write_text(BAD)
-    options = bench.BenchOptions(solver_workers=1, reference_time_limit_s=5)
-    old = Path.cwd()
-    os.chdir(tmp_path)
-    try:
-        by_process = bench.run_bench(["inst"], Path("p.jsonl"), options=options, workers=2,
-                                     executor=bench.ProcessExecutor(2))
-        by_ray = bench.run_bench(["inst"], Path("r.jsonl"), options=options, workers=2,
-                                 executor=bench.RayExecutor(2))
-    finally:
-        os.chdir(old)
+    root = shadowing_dir(tmp_path)
+    copy_instances(root / "inst", FAST[:2])
+    monkeypatch.chdir(root)
+    options = bench.BenchOptions(solver_workers=1, reference=False, executor="ray")
+    solved = bench.run_bench(["inst"], Path("a.jsonl"), options=options, workers=2,
+                             executor=bench.RayExecutor(2))
     assert not ray.is_initialized()  # the local instance it started is shut down
-    assert len(by_process) == len(by_ray) == len(files) + 1
-    for p, r in zip(by_process, by_ray, strict=True):
-        assert p["path"] == r["path"]
-        assert (p["status"], p["gpus"]) == (r["status"], r["gpus"])
-        assert p["sha256"] == r["sha256"]
-        ref_p, ref_r = p["reference"], r["reference"]
-        assert (ref_p or {}).get("gpus") == (ref_r or {}).get("gpus")
-    assert [r["status"] for r in by_ray].count("ERROR") == 1
+    assert [r["status"] for r in solved] == ["OPTIMAL", "OPTIMAL"], [r["error"] for r in solved]
+
+    # A Ray the caller started is used as it is, and left running. Started here without a
+    # working_dir, its workers import the shadowing folders: every task fails, and each failure
+    # is one clean line (not Ray's coloured report with the remote traceback).
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    try:
+        failed = bench.run_bench(["inst"], Path("b.jsonl"), options=options, workers=2,
+                                 executor=bench.RayExecutor(2))
+        assert ray.is_initialized()
+    finally:
+        ray.shutdown()
+    assert len(failed) == 2
+    for rec in failed:
+        assert rec["status"] == "ERROR"
+        assert_clean_line(rec["error"])
+        assert rec["error"].startswith("internal error: Ray task failed: ")
+        assert SHADOW_MESSAGE in rec["error"]
+    assert sorted(lines_of(root / "b.jsonl"), key=lambda r: r["path"]) == failed

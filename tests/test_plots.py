@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from moeplan import plots
 from moeplan.cli import app
-from solver import plots
 from solver.estimate import Prepared, evaluate
 from solver.instance import load_instance
 from solver.planner import solve

@@ -32,11 +32,11 @@ from solver.estimate import (  # noqa: E402
     Evaluation,
     Prepared,
     balanced_stages,
-    block_placement,
     evaluate,
     rank_loads,
 )
 from solver.loads import LOAD_RESOLUTION  # noqa: E402
+from solver.rules import default_redundant  # noqa: E402
 from solver.schema import Instance, Plan  # noqa: E402
 
 DPI = 120
@@ -114,15 +114,15 @@ def cactus_plot(records: Sequence[dict[str, Any]], path: Path) -> Path:
 
 def layer_rank_loads(prep: Prepared, plan: Plan) -> tuple[list[int], np.ndarray]:
     """MoE layer indices and the matrix ``[moe layer, EP rank]`` of rank load / mean rank load
-    (the plan's placement; the default contiguous blocks for layers it does not give)."""
+    (the plan's placement; the default EPLB placement for layers it does not give)."""
     ep = plan.degrees.ep
-    given = {p.layer: p.ranks for p in plan.placement or ()}
-    default = block_placement(prep.model.num_experts, ep)
+    redundant = (plan.redundant_experts if plan.redundant_experts is not None
+                 else default_redundant(prep.instance.search, ep))
+    placement, _ = prep.placement_of(plan, redundant)
     layers = list(prep.moe_layers)
     mat = np.zeros((len(layers), ep))
     for i, layer in enumerate(layers):
-        ranks = given.get(layer, default)
-        loads = rank_loads(prep.loads[prep.moe_index[layer]], ranks)
+        loads = rank_loads(prep.loads[prep.moe_index[layer]], placement[layer])
         mat[i, : len(loads)] = loads / (LOAD_RESOLUTION / ep)
     return layers, mat
 
@@ -212,16 +212,18 @@ def stage_memory(ev: Evaluation) -> list[dict[str, float]]:
     """Per stage, bytes per GPU by part; the parts sum to the stage's memory exactly."""
     t = ev.extras.memory_terms
     pp = len(ev.stages)
+    q = -(-ev.batch // ev.grid.dp)
     out = []
     for s, st in enumerate(ev.stages):
         costs = ev.costs[st.first_layer: st.last_layer + 1]
         last = s == pp - 1
+        logits = int(ev.extras.mem_last[ev.result.s - 1]) - t["lm_head"] if last else 0
         parts = {
             "weights": sum(c.weight_bytes for c in costs)
-            + (ev.extras.first_weight_bytes if s == 0 else 0)
-            + (ev.extras.last_weight_bytes if last else 0),
-            "KV cache": sum(c.kv_bytes for c in costs),
-            "activations": t.get("activation_workspace", 0) + (ev.extras.last_bytes if last else 0),
+            + (t["embedding"] if s == 0 else 0) + (t["lm_head"] if last else 0),
+            "KV cache": max(q * sum(c.kv_seq_bytes for c in costs),
+                            sum(c.kv_max_bytes for c in costs)),
+            "activations": t.get("activation_workspace", 0) + logits,
             "comm buffers": t.get("comm_buffers", 0),
             "runtime reserve": t.get("runtime_reserve", 0),
         }
@@ -245,8 +247,12 @@ def memory_chart(instance: Instance, plan: Plan, path: Path) -> Path:
         ax.bar(x, vals, bottom=bottom, color=color, label=part, width=0.6)
         bottom += vals
     cap = instance.hardware.hbm_gb
+    budget = instance.engine.memory_fraction * cap
     ax.axhline(cap, color="red", linestyle="--", linewidth=1.2)
     ax.text(pp - 0.5, cap, f"HBM {cap:g} GB ", color="red", ha="right", va="bottom", fontsize=8)
+    ax.axhline(budget, color="darkorange", linestyle=":", linewidth=1.2)
+    ax.text(pp - 0.5, budget, f"engine budget {budget:.1f} GB ", color="darkorange", ha="right",
+            va="top", fontsize=8)
     for i, total in enumerate(bottom):
         ax.text(i, total, f"{total:.1f}", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(x)

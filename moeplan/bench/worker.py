@@ -1,0 +1,101 @@
+"""One instance, solved in a worker (a spawned process or a Ray task): :func:`run_instance`.
+
+It loads the instance, runs the planner and, as baselines measured in the same run, the
+exhaustive reference search (:func:`solver.reference.reference_search`, within its own time limit
+and plan budget) and the greedy EPLB expert placement (the planner's
+:class:`~solver.schema.SolveResult` carries each MoE layer's greedy hottest-rank load next to its
+own). It never raises: a file that does not load, or a bug, is a record with status ERROR and a
+one-line message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+from moeplan.bench.records import (
+    BenchOptions,
+    base_record,
+    error_record,
+    now,
+    one_line,
+    placement_summary,
+    same_gpus,
+)
+from solver.instance import InputError, load_instance
+
+
+def run_instance(path: str, options: BenchOptions) -> dict[str, Any]:
+    """Solve one instance file and measure the baselines; returns the record, never raises."""
+    p = Path(path)
+    try:
+        sha = hashlib.sha256(p.read_bytes()).hexdigest()
+    except OSError as exc:
+        return error_record(path, None, options, f"{path}: cannot read ({exc.strerror})")
+    try:
+        return _run_instance(path, sha, options)
+    except InputError as exc:
+        return error_record(path, sha, options, str(exc))
+    except Exception as exc:  # a bug: recorded, the run goes on
+        return error_record(path, sha, options, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _run_instance(path: str, sha: str, options: BenchOptions) -> dict[str, Any]:
+    from solver.planner import solve  # OR-Tools: imported by the worker, when it solves
+
+    try:
+        instance = load_instance(path)
+    except InputError:
+        raise
+    except ValueError as exc:  # any other resolution error, as one line
+        raise InputError(one_line(exc)) from None
+    rec = base_record(path, sha, options)
+    rec["name"] = instance.name
+    start = time.perf_counter()
+    result = solve(instance, time_limit_s=options.time_limit_s, workers=options.solver_workers)
+    rec["wall_time_s"] = time.perf_counter() - start
+    rec.update(
+        status=result.status,
+        gpus=result.objective,
+        bound=result.bound,
+        gap=result.gap,
+        solve_time_s=result.solve_time_s,
+        metrics=result.metrics.model_dump(mode="json") if result.metrics else None,
+        explanation=result.explanation.summary if result.explanation else None,
+    )
+    if result.plan is not None:
+        plan = result.plan
+        rec["plan"] = {
+            "degrees": plan.degrees.model_dump(mode="json"),
+            "batch": plan.batch,
+            "stages": [[s.first_layer, s.last_layer] for s in plan.stages or ()],
+        }
+        rec["placement"] = placement_summary(result.experts, plan.degrees.ep)
+    if options.reference:
+        rec["reference"] = _reference(instance, options)
+        rec["same_gpus"] = same_gpus(result.status, result.objective, rec["reference"])
+        ref_time = rec["reference"].get("time_s")
+        if rec["reference"]["status"] in ("OPTIMAL", "INFEASIBLE") and ref_time:
+            rec["time_ratio"] = rec["wall_time_s"] / ref_time
+    rec["finished_at"] = now()
+    return rec
+
+
+def _reference(instance: Any, options: BenchOptions) -> dict[str, Any]:
+    from solver.reference import reference_search
+
+    start = time.perf_counter()
+    out: dict[str, Any] = {"time_limit_s": options.reference_time_limit_s,
+                           "max_plans": options.reference_max_plans}
+    try:
+        ref = reference_search(instance, max_plans=options.reference_max_plans,
+                               time_limit_s=options.reference_time_limit_s)
+    except Exception as exc:  # a disagreement inside the reference is a finding, not a crash
+        out.update(status="ERROR", gpus=None, time_s=time.perf_counter() - start,
+                   plans_checked=None, error=one_line(f"{type(exc).__name__}: {exc}"))
+        return out
+    out.update(status=ref.status, gpus=ref.gpus, time_s=ref.time_s,
+               plans_checked=ref.plans_checked)
+    return out
