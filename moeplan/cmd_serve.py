@@ -23,10 +23,19 @@ TOKEN_ENV = "MOEPLAN_TOKEN"
 
 
 def _read_token(token_file: Path | None) -> str | None:
-    """The bearer token from ``--token-file``, else ``$MOEPLAN_TOKEN``, else None (no auth)."""
+    """The bearer token from ``--token-file``, else ``$MOEPLAN_TOKEN``, else None (no auth).
+
+    A variable that is set but blank is an error, not "no authentication": it is what a
+    deployment that failed to fill in its secret looks like."""
     if token_file is None:
-        token = os.environ.get(TOKEN_ENV, "").strip()
-        return token or None
+        if TOKEN_ENV not in os.environ:
+            return None
+        token = os.environ[TOKEN_ENV].strip()
+        if not token or any(c.isspace() for c in token):
+            raise InputError(f"${TOKEN_ENV}: set but {'blank' if not token else 'holds spaces'};"
+                             f" set it to one token without spaces, or unset it to serve without"
+                             f" authentication", TOKEN_ENV)
+        return token
     try:
         token = token_file.read_text(encoding="utf-8").strip()
     except OSError as exc:
@@ -63,7 +72,7 @@ def serve_cmd(
     token_file: Annotated[Path | None, typer.Option(
         "--token-file", metavar="FILE",
         help=f"File holding the bearer token clients must send (default: ${TOKEN_ENV}; "
-        "neither: no authentication).")] = None,
+        "neither: no authentication; set but blank: an error).")] = None,
     max_time_limit: Annotated[float, typer.Option(
         "--max-time-limit", metavar="SECONDS",
         help="Largest solve time limit a request may ask for (above: INVALID_ARGUMENT).",
@@ -121,5 +130,5 @@ def serve_cmd(
 
     try:
         asyncio.run(serve(config, on_started=started))
-    except OSError as exc:  # cannot bind, or cannot read the TLS files
+    except OSError as exc:  # cannot bind (bad TLS files are InputErrors naming the option)
         raise InputError(f"serve: {exc}", "port") from None

@@ -5,13 +5,14 @@ resolves Hugging Face config files on the client) and return a
 :class:`~solver.schema.SolveResult`, exactly what :func:`solver.planner.solve` returns locally.
 
 Errors: INVALID_ARGUMENT raises :class:`~solver.instance.InputError` (with ``.violations`` from
-the server's BadRequest details); an unreachable server raises :class:`ServerUnavailable` and a
-refused token :class:`AuthenticationError` (both :class:`ConnectionError`); any other status
-raises :class:`RemoteError` with its ``code``.
+the server's BadRequest details); a missing or refused token (UNAUTHENTICATED, PERMISSION_DENIED)
+raises :class:`AuthenticationError`, also an ``InputError`` (field ``token``: the credentials
+are input, and retrying will not help); an unreachable server raises :class:`ServerUnavailable`
+(a :class:`ConnectionError`); any other status raises :class:`RemoteError` with its ``code``.
 
-Credentials come from the arguments or the environment: ``MOEPLAN_TOKEN`` (bearer token) and
-``MOEPLAN_TLS_CA`` (a PEM file of the CA that signed the server's certificate; setting it turns
-TLS on).
+Credentials come from the arguments or the environment: ``MOEPLAN_TOKEN`` (bearer token; set
+but blank is an error, as for the server) and ``MOEPLAN_TLS_CA`` (a PEM file of the CA that
+signed the server's certificate; setting it turns TLS on).
 """
 
 from __future__ import annotations
@@ -51,8 +52,13 @@ class ServerUnavailable(ConnectionError):
     """The server cannot be reached (UNAVAILABLE)."""
 
 
-class AuthenticationError(ConnectionError):
-    """The server refused the call's credentials (UNAUTHENTICATED)."""
+class AuthenticationError(InputError):
+    """The server refused the call's credentials (UNAUTHENTICATED or PERMISSION_DENIED): the
+    token is missing or wrong. An :class:`InputError` on field ``token``, so the CLI reports it
+    as one ``error: token: ...`` line with exit code 2."""
+
+    def __init__(self, message: str):
+        super().__init__(f"token: {message}", "token")
 
 
 def _bad_request(error: grpc.Call) -> InputError:
@@ -69,31 +75,49 @@ def _bad_request(error: grpc.Call) -> InputError:
     return InputError(message, field, violations)
 
 
-def translate_error(error: grpc.RpcError) -> Exception:
-    """The Python exception for a failed call."""
+def translate_error(error: grpc.RpcError, *, target: str = "the server",
+                    sent_token: bool | None = None) -> Exception:
+    """The Python exception for a failed call (``target`` and ``sent_token``, when known, make
+    an authentication error say whose and what)."""
     code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
     message = error.details() if isinstance(error, grpc.Call) else str(error)
     if code == grpc.StatusCode.INVALID_ARGUMENT and isinstance(error, grpc.Call):
         return _bad_request(error)
     if code == grpc.StatusCode.UNAVAILABLE:
         return ServerUnavailable(message or "server unavailable")
-    if code == grpc.StatusCode.UNAUTHENTICATED:
-        return AuthenticationError(f"{message}; set {TOKEN_ENV}")
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        what = {True: "refused the bearer token", False: "requires a bearer token and none was "
+                "sent"}.get(sent_token, "refused the call's credentials")
+        return AuthenticationError(f"{target} {what} ({code.name}: {message}); set {TOKEN_ENV} "
+                                   "(or token=) to the server's token")
     return RemoteError(code, message or "")
 
 
 def _channel_credentials(tls: bool | None, root_certificates: bytes | None,
                          ) -> grpc.ChannelCredentials | None:
     if root_certificates is None and os.environ.get(TLS_CA_ENV):
-        root_certificates = Path(os.environ[TLS_CA_ENV]).read_bytes()
+        try:
+            root_certificates = Path(os.environ[TLS_CA_ENV]).read_bytes()
+        except OSError as exc:
+            raise InputError(f"${TLS_CA_ENV}: cannot read {os.environ[TLS_CA_ENV]} "
+                             f"({exc.strerror or exc})", TLS_CA_ENV) from None
     if tls is None:
         tls = root_certificates is not None
     return grpc.ssl_channel_credentials(root_certificates) if tls else None
 
 
 def _metadata(token: str | None) -> tuple[tuple[str, str], ...]:
-    token = token if token is not None else os.environ.get(TOKEN_ENV)
-    return (("authorization", f"Bearer {token}"),) if token else ()
+    """The call metadata: the bearer token from ``token``, else ``$MOEPLAN_TOKEN``, if any."""
+    source = "token"
+    if token is None:
+        token, source = os.environ.get(TOKEN_ENV), f"${TOKEN_ENV}"
+    if token is None or (source == "token" and token == ""):  # token="": explicitly none
+        return ()
+    token = token.strip()
+    if not token or any(c.isspace() for c in token):
+        raise InputError(f"{source}: set but {'blank' if not token else 'holds spaces'}; give "
+                         "one token without spaces, or none", source.lstrip("$"))
+    return (("authorization", f"Bearer {token}"),)
 
 
 def _solve_request(instance: Instance, time_limit_s: float | None, workers: int | None,
@@ -145,18 +169,22 @@ class PlannerClient:
     def __init__(self, target: str, *, token: str | None = None, tls: bool | None = None,
                  root_certificates: bytes | None = None,
                  options: list[tuple[str, Any]] | None = None):
+        self._metadata = _metadata(token)  # first: a bad token opens no channel
+        self._target = target
         credentials = _channel_credentials(tls, root_certificates)
         self._channel = (grpc.secure_channel(target, credentials, options=options)
                          if credentials is not None
                          else grpc.insecure_channel(target, options=options))
         self._stub = pb_grpc.PlannerStub(self._channel)
-        self._metadata = _metadata(token)
+
+    def _error(self, error: grpc.RpcError) -> Exception:
+        return translate_error(error, target=self._target, sent_token=bool(self._metadata))
 
     def _call(self, method: Any, request: Any, timeout: float | None) -> Any:
         try:
             return method(request, timeout=timeout, metadata=self._metadata)
         except grpc.RpcError as error:
-            raise translate_error(error) from None
+            raise self._error(error) from None
 
     def solve(self, instance: Instance, *, time_limit_s: float | None = None,
               workers: int | None = None, timeout_s: float | None = None) -> SolveResult:
@@ -178,7 +206,7 @@ class PlannerClient:
             for message in call:
                 yield message.final, convert.solve_result_from_proto(message.result)
         except grpc.RpcError as error:
-            raise translate_error(error) from None
+            raise self._error(error) from None
         finally:
             call.cancel()
 
@@ -217,18 +245,22 @@ class AsyncPlannerClient:
     def __init__(self, target: str, *, token: str | None = None, tls: bool | None = None,
                  root_certificates: bytes | None = None,
                  options: list[tuple[str, Any]] | None = None):
+        self._metadata = _metadata(token)  # first: a bad token opens no channel
+        self._target = target
         credentials = _channel_credentials(tls, root_certificates)
         self._channel = (grpc.aio.secure_channel(target, credentials, options=options)
                          if credentials is not None
                          else grpc.aio.insecure_channel(target, options=options))
         self._stub = pb_grpc.PlannerStub(self._channel)
-        self._metadata = _metadata(token)
+
+    def _error(self, error: grpc.RpcError) -> Exception:
+        return translate_error(error, target=self._target, sent_token=bool(self._metadata))
 
     async def _call(self, method: Any, request: Any, timeout: float | None) -> Any:
         try:
             return await method(request, timeout=timeout, metadata=self._metadata)
         except grpc.RpcError as error:
-            raise translate_error(error) from None
+            raise self._error(error) from None
 
     async def solve(self, instance: Instance, *, time_limit_s: float | None = None,
                     workers: int | None = None, timeout_s: float | None = None) -> SolveResult:
@@ -247,7 +279,7 @@ class AsyncPlannerClient:
             async for message in call:
                 yield message.final, convert.solve_result_from_proto(message.result)
         except grpc.RpcError as error:
-            raise translate_error(error) from None
+            raise self._error(error) from None
         finally:
             call.cancel()
 

@@ -6,6 +6,7 @@
   holding one field violation per broken rule (field path, rule) in the rich status details;
 - :class:`~service.workers.PoolFull` -> RESOURCE_EXHAUSTED;
 - :class:`~service.workers.PoolClosed` -> UNAVAILABLE (the server is shutting down);
+- :class:`~service.workers.DeadlineTooShort` -> DEADLINE_EXCEEDED (no time left to solve);
 - anything else -> INTERNAL with a generic message; the traceback goes to the server log only.
 
 Cancellation (``asyncio.CancelledError``) and aborts already under way pass through untouched.
@@ -25,7 +26,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from service.workers import PoolClosed, PoolFull, WorkerCrashed, WorkerError
+from service.workers import DeadlineTooShort, PoolClosed, PoolFull, WorkerCrashed, WorkerError
 from solver.instance import InputError
 
 log = logging.getLogger("moeplan.service")
@@ -72,6 +73,9 @@ def status_for(exc: Exception, method: str) -> grpc.Status:
     if isinstance(exc, PoolClosed):
         return rpc_status.to_status(status_pb2.Status(
             code=code_pb2.UNAVAILABLE, message="the server is shutting down"))
+    if isinstance(exc, DeadlineTooShort):
+        return rpc_status.to_status(status_pb2.Status(
+            code=code_pb2.DEADLINE_EXCEEDED, message=str(exc)))
     if isinstance(exc, WorkerError):
         log.error("%s failed in a solver worker: %s\n%s", method, exc, exc.details)
     elif isinstance(exc, WorkerCrashed):

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 import signal
+import ssl
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,13 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from service._gen.moeplan.v1 import planner_pb2 as pb
 from service._gen.moeplan.v1 import planner_pb2_grpc as pb_grpc
 from service.servicer import Limits, PlannerServicer
 from service.workers import WorkerPool
+from solver.instance import InputError
 
 log = logging.getLogger("moeplan.service")
 
@@ -36,6 +40,11 @@ HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 #: needs the token when one is configured.
 UNAUTHENTICATED_PREFIXES = (f"/{HEALTH_SERVICE_NAME}/",)
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+#: Server reflection is served under both names: ``v1`` is what grpcurl and current clients ask
+#: for first, ``v1alpha`` what older ones know. grpcio-reflection ships only v1alpha; v1 has the
+#: same messages under another package, so one servicer answers both.
+REFLECTION_V1ALPHA = reflection.SERVICE_NAME  # "grpc.reflection.v1alpha.ServerReflection"
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 
 
 @dataclass
@@ -55,9 +64,85 @@ class ServerConfig:
     spares: int = 1
     stop_grace_s: float = 0.3
 
+    def __post_init__(self) -> None:
+        if self.token is not None and (not self.token or any(c.isspace() for c in self.token)):
+            # A blank token must not quietly mean "no authentication" (None does).
+            raise InputError("token: must be a non-empty token without spaces (None: no "
+                             "authentication)", "token")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise InputError("--tls-cert and --tls-key: give both or neither", "tls_cert")
+
     @property
     def tls(self) -> bool:
         return self.tls_cert is not None
+
+
+def _read_pem(path: Path, option: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(f"{option}: cannot read {path} ({exc.strerror or exc})",
+                         option.lstrip("-").replace("-", "_")) from None
+
+
+def tls_credentials(cert: Path, key: Path) -> grpc.ServerCredentials:
+    """Server credentials from a PEM certificate chain and its private key, checked first with
+    :mod:`ssl`: gRPC only reports that it cannot listen when either is invalid."""
+    chain, private = _read_pem(cert, "--tls-cert"), _read_pem(key, "--tls-key")
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=chain.decode())
+    except (ssl.SSLError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"--tls-cert: {cert} is not a valid PEM certificate chain "
+                         f"({getattr(exc, 'reason', None) or exc})", "tls_cert") from None
+    if re.search(rb"-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: *4, *ENCRYPTED", private):
+        raise InputError(f"--tls-key: {key} is encrypted; gRPC needs the key without a "
+                         "passphrase", "tls_key")
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key, password=b"")
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise InputError(f"--tls-key: {key} is not the private key of the certificate in "
+                             f"{cert}", "tls_key") from None
+        raise InputError(f"--tls-key: {key} is not a valid PEM private key "
+                         f"({exc.reason or exc})", "tls_key") from None
+    return grpc.ssl_server_credentials([(private, chain)])
+
+
+def _reflection_v1_file(pool: descriptor_pool.DescriptorPool) -> None:
+    """Add ``grpc/reflection/v1/reflection.proto`` to ``pool`` (once), made from v1alpha's by
+    renaming its package, so that reflection describes its v1 service too."""
+    name = "grpc/reflection/v1/reflection.proto"
+    try:
+        pool.FindFileByName(name)
+        return
+    except KeyError:
+        pass
+    file = descriptor_pb2.FileDescriptorProto.FromString(reflection_pb2.DESCRIPTOR.serialized_pb)
+    old, new = f".{file.package}.", ".grpc.reflection.v1."
+    file.name, file.package = name, "grpc.reflection.v1"
+    for message in file.message_type:
+        for f in message.field:
+            if f.type_name.startswith(old):
+                f.type_name = new + f.type_name[len(old):]
+    for method in file.service[0].method:
+        method.input_type = new + method.input_type[len(old):]
+        method.output_type = new + method.output_type[len(old):]
+    pool.Add(file)
+
+
+def enable_reflection(server: grpc.aio.Server, service_names: tuple[str, ...]) -> None:
+    """Server reflection, v1 and v1alpha, listing ``service_names`` and itself."""
+    pool = descriptor_pool.Default()
+    _reflection_v1_file(pool)
+    servicer = reflection.aio.ReflectionServicer(
+        (*service_names, REFLECTION_V1, REFLECTION_V1ALPHA), pool=pool)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(REFLECTION_V1, {
+        "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+            servicer.ServerReflectionInfo,
+            request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+            response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString),
+    }),))
 
 
 class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
@@ -172,14 +257,12 @@ class PlannerServer:
         pb_grpc.add_PlannerServicer_to_server(
             PlannerServicer(self.pool, Limits(max_time_limit_s=c.max_time_limit_s)), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server)
+        enable_reflection(server, (SERVICE_NAME, HEALTH_SERVICE_NAME))
         address = f"{c.host}:{c.port}"
         try:
             if c.tls:
-                credentials = grpc.ssl_server_credentials(
-                    [(Path(c.tls_key).read_bytes(), Path(c.tls_cert).read_bytes())])
-                self.port = server.add_secure_port(address, credentials)
+                self.port = server.add_secure_port(address, tls_credentials(c.tls_cert,
+                                                                            c.tls_key))
             else:
                 self.port = server.add_insecure_port(address)
         except RuntimeError as exc:

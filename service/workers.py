@@ -47,6 +47,11 @@ class WorkerCrashed(Exception):
     """A worker process died during a job (killed by the OS, out of memory, a native crash)."""
 
 
+class DeadlineTooShort(Exception):
+    """When a worker became free, the job's hard deadline left less time than its own time
+    limit: no solve is started (the servicer answers DEADLINE_EXCEEDED)."""
+
+
 class WorkerError(Exception):
     """The job raised in the worker; ``details`` holds the worker-side traceback."""
 
@@ -361,8 +366,10 @@ class WorkerPool:
         ``job_for()`` builds the job and its hard deadline once a worker is free (so the time
         spent queueing is not charged to the solve). Hard deadline (``time.monotonic()``, or
         None): when the worker has not answered by then, the last improving plan is the answer
-        and the worker is stopped in the background. Raises :class:`PoolFull`,
-        :class:`PoolClosed`, :class:`WorkerError`, :class:`WorkerCrashed`. Cancelling the
+        and the worker is stopped in the background; a job whose hard deadline is nearer than
+        its time limit is not started (:class:`DeadlineTooShort`). Raises :class:`PoolFull`,
+        :class:`PoolClosed`, :class:`DeadlineTooShort`, :class:`WorkerError`,
+        :class:`WorkerCrashed`. Cancelling the
         consumer (or closing the generator, e.g. with :func:`contextlib.aclosing`) stops the
         solve and frees the worker.
         """
@@ -376,6 +383,12 @@ class WorkerPool:
         clean = False  # the worker is idle again and can be given back as it is
         try:
             job, hard_deadline = job_for()
+            left = None if hard_deadline is None else hard_deadline - time.monotonic()
+            if left is not None and left < job.time_limit_s:
+                raise DeadlineTooShort(
+                    f"the deadline leaves {max(left, 0.0):.3f} s to answer when a solver worker "
+                    f"is free, less than the solve's time limit of {job.time_limit_s:g} s; "
+                    "give the call a longer deadline")
             inbox = worker.start_job(job)
             self.jobs_started += 1
             best: SolveResult | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from solver.hardware import resolve_hardware
-from solver.hf_import import resolve_model
+from solver.models import resolve_model
 from solver.schema import MAX_GPUS, Degrees, Instance, Plan
 
 #: Largest instance file we read; a real one (even with a measured 61×384 load matrix) is < 2 MB.
@@ -92,15 +93,149 @@ def validation_error(exc: ValidationError, prefix: str = "") -> InputError:
     return InputError(text, first_field, violations)
 
 
+# ----------------------------------------------------------------------------------------------
+# Reading YAML and JSON strictly
+# ----------------------------------------------------------------------------------------------
+
+_NULL, _BOOL, _INT, _FLOAT, _STR = (f"tag:yaml.org,2002:{kind}"
+                                    for kind in ("null", "bool", "int", "float", "str"))
+_SEQ, _MAP = "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
+#: The YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution): the only plain
+#: scalars that are not text, tried in this order.
+_CORE_PATTERNS = {tag: re.compile(rf"(?:{pattern})\Z") for tag, pattern in (
+    (_NULL, r"~|null|Null|NULL|"),
+    (_BOOL, r"true|True|TRUE|false|False|FALSE"),
+    (_INT, r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+"),
+    (_FLOAT, r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+             r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)"),
+)}
+#: The tag our resolver gives a plain scalar that YAML 1.1 reads differently (``yes``, ``17:04``,
+#: ``010``...): never constructed, :func:`_check_yaml_nodes` reports it with its key and line.
+_AMBIGUOUS = "tag:moeplan,2025:yaml-1.1-ambiguous"
+
+
+class _Yaml11Resolver(yaml.resolver.Resolver):
+    """How YAML 1.1 reads a plain scalar: PyYAML's resolver, plus the spec's ``y``/``n``
+    booleans that PyYAML leaves out (other YAML 1.1 readers, e.g. Go's yaml.v2, have them)."""
+
+
+_Yaml11Resolver.add_implicit_resolver(_BOOL, re.compile(r"(?:y|Y|n|N)\Z"), list("yYnN"))
+_YAML11 = _Yaml11Resolver()
+_YAML11_VALUES = yaml.constructor.SafeConstructor()
+
+
+def _core_tag(value: str) -> str:
+    """The YAML 1.2 core schema's tag for a plain scalar."""
+    return next((tag for tag, pattern in _CORE_PATTERNS.items() if pattern.match(value)), _STR)
+
+
+def _core_int(text: str) -> int:
+    if text.startswith("0o"):
+        return int(text[2:], 8)
+    if text.startswith("0x"):
+        return int(text[2:], 16)
+    return int(text, 10)
+
+
+def _yaml11_reading(value: str) -> tuple[str, Any]:
+    """YAML 1.1's tag for a plain scalar, and its value when that is a number or a boolean."""
+    tag = _YAML11.resolve(yaml.ScalarNode, value, (True, False))
+    if tag == _BOOL:
+        return tag, value.lower() in ("y", "yes", "true", "on")
+    if tag in (_INT, _FLOAT):
+        return tag, _YAML11_VALUES.yaml_constructors[tag](
+            _YAML11_VALUES, yaml.ScalarNode(tag, value))
+    return tag, value
+
+
+#: Plain decimal integers, the most common scalar of a large document (load counts): the same
+#: in YAML 1.1 and 1.2.
+_PLAIN_DECIMAL = re.compile(r"[-+]?(?:0|[1-9][0-9]*)\Z")
+
+
+def _differs_from_yaml11(value: str, tag: str) -> bool:
+    """Whether YAML 1.1 reads the plain scalar ``value`` other than YAML 1.2 (``tag``) does.
+    Floats written without a dot or with a leading sign and dot (``1e3``, ``-.5``) are text in
+    YAML 1.1 and numbers in 1.2: those are read as numbers (pydantic read YAML 1.1's text as the
+    same number before), not refused."""
+    if _PLAIN_DECIMAL.match(value):
+        return False
+    tag11, value11 = _yaml11_reading(value)
+    if tag11 != tag:
+        return not (tag11 == _STR and tag == _FLOAT)
+    return tag == _INT and value11 != _core_int(value)
+
+
+def _describe(tag: str, value: Any) -> str:
+    if tag == _BOOL:
+        return "true" if value else "false"
+    if tag in (_INT, _FLOAT):
+        return repr(value)
+    if tag == "tag:yaml.org,2002:timestamp":
+        return "a date"
+    if tag == "tag:yaml.org,2002:merge":
+        return "a merge key"
+    if tag == "tag:yaml.org,2002:value":
+        return "the value key"
+    return "text"
+
+
+def _ambiguity(value: str) -> str:
+    """Why a plain scalar is refused, and what to write instead."""
+    tag11, value11 = _yaml11_reading(value)
+    tag12 = _core_tag(value)
+    value12 = _core_int(value) if tag12 == _INT else value
+    said11, said12 = _describe(tag11, value11), _describe(tag12, value12)
+    if tag11 == _BOOL:
+        fix = "write true or false, or quote it for text"
+    elif tag11 in (_INT, _FLOAT) and tag12 == _STR:
+        fix = f"write {said11}, or quote it for text"
+    elif tag11 == _STR:
+        fix = f"write {said12}, or quote it for text"
+    elif tag11 == tag12:
+        fix = f"write {said11} or {said12} without the leading zero"
+    elif tag11 == "tag:yaml.org,2002:merge":
+        fix = "YAML 1.2 has no merge keys: write the keys out"
+    else:
+        fix = "quote it"
+    return f"{value!r} is {said11} in YAML 1.1 but {said12} in YAML 1.2: {fix}"
+
+
+class _DocumentError(ValueError):
+    """A strictness rule broken while reading a document: ``field`` is the key path, ``where``
+    the line(s); :func:`read_document` adds the file name."""
+
+    def __init__(self, field: str, rule: str, where: str = ""):
+        super().__init__(f"{field}: {rule}")
+        self.field, self.rule, self.where = field, rule, where
+
+
 class _BoundedYamlLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses nesting deeper than :data:`MAX_DOCUMENT_DEPTH` while it
-    composes: PyYAML's composer recurses once per level, so 100,000 ``[`` would otherwise end in
-    a RecursionError. (Aliases are cheap here: they share the node; their expansion is bounded
-    by :func:`check_document`.)"""
+    """``yaml.SafeLoader`` reading the YAML 1.2 core schema, strictly.
+
+    - Only ``true``/``false`` (any case style of the spec) are booleans, numbers are decimal,
+      ``0o`` octal, ``0x`` hex or floats; everything else is text, as YAML 1.2 says. A plain
+      value that YAML 1.1 reads differently (``yes``/``no``/``on``/``off``/``y``/``n``, base-60
+      ``17:04``, ``1_000``, ``010``, ``0o10``, ``0b1``, dates, ``<<`` merge keys) is refused with
+      its key and line by :func:`_check_yaml_nodes`: PyYAML, older moeplan versions and many
+      other tools read YAML 1.1, so such a value means different things to different readers.
+    - Refuses nesting deeper than :data:`MAX_DOCUMENT_DEPTH` while it composes: PyYAML's
+      composer recurses once per level, so 100,000 ``[`` would otherwise end in a
+      RecursionError. (Aliases are cheap here: they share the node; their expansion is bounded
+      by :func:`check_document`.)
+    """
+
+    yaml_implicit_resolvers: dict = {}  # not SafeLoader's YAML 1.1 ones: see resolve()
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self._depth = 0
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        if kind is yaml.ScalarNode and implicit[0]:  # a plain scalar without a tag
+            tag = _core_tag(value)
+            return _AMBIGUOUS if _differs_from_yaml11(value, tag) else tag
+        return super().resolve(kind, value, implicit)
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self._depth > MAX_DOCUMENT_DEPTH:
@@ -113,20 +248,132 @@ class _BoundedYamlLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        return _core_int(self.construct_scalar(node))
+
+
+_BoundedYamlLoader.add_constructor(_INT, _BoundedYamlLoader.construct_yaml_int)
+
+
+def _line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
+def _check_yaml_scalar(node: yaml.ScalarNode, path: tuple | None) -> None:
+    if node.tag == _AMBIGUOUS:
+        raise _DocumentError(_render_path(path) or "value", _ambiguity(node.value),
+                             f"line {_line(node)}")
+    if node.tag == _STR:
+        return
+    pattern = _CORE_PATTERNS.get(node.tag)
+    if pattern is None:
+        raise _DocumentError(_render_path(path) or "value", f"the tag {node.tag} is not in "
+                             "YAML 1.2's core schema (str, int, float, bool, null, seq, map)",
+                             f"line {_line(node)}")
+    if not pattern.match(node.value):  # explicitly tagged: !!int "1_000"
+        raise _DocumentError(_render_path(path) or "value", f"{node.value!r} is not a YAML 1.2 "
+                             f"{node.tag.rsplit(':', 1)[-1]}", f"line {_line(node)}")
+
+
+def _check_yaml_nodes(loader: _BoundedYamlLoader, root: yaml.Node) -> None:
+    """Refuse what :class:`_BoundedYamlLoader` leaves for later, with the key path and line:
+    duplicate keys (PyYAML keeps the last one silently), plain values YAML 1.1 reads
+    differently, and tags outside the core schema. Each node is visited once (an alias shares
+    its node), without recursion."""
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, tuple | None]] = [(root, None)]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            _check_yaml_scalar(node, path)
+            continue
+        expected = _SEQ if isinstance(node, yaml.SequenceNode) else _MAP
+        if node.tag != expected:
+            raise _DocumentError(_render_path(path) or "value", f"the tag {node.tag} is not in "
+                                 "YAML 1.2's core schema (str, int, float, bool, null, seq, map)",
+                                 f"line {_line(node)}")
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((child, (path, i)) for i, child in reversed(list(enumerate(node.value))))
+            continue
+        keys: dict[Any, yaml.Node] = {}
+        children = []
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                children.append((value_node, (path, "?")))  # unhashable: construction refuses
+                continue
+            key_path = (path, key_node.value)  # as written: 1 is not an index here
+            _check_yaml_scalar(key_node, key_path)
+            key = loader.yaml_constructors[key_node.tag](loader, key_node)
+            if key in keys:  # as Python compares them: true, 1 and 1.0 are one key
+                raise _DocumentError(_render_path(key_path), "duplicate key; a key may "
+                                     "appear once in a mapping",
+                                     f"lines {_line(keys[key])} and {_line(key_node)}")
+            keys[key] = key_node
+            children.append((value_node, key_path))
+        stack.extend(reversed(children))
+
 
 def _parse_yaml(text: str) -> Any:
+    """One YAML 1.2 document (core schema), strictly: see :class:`_BoundedYamlLoader`."""
     loader = _BoundedYamlLoader(text)
     try:
-        return loader.get_single_data()
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        _check_yaml_nodes(loader, root)
+        return loader.construct_document(root)
     finally:
         loader.dispose()
+
+
+def _parse_json(text: str) -> Any:
+    """JSON, refusing duplicate keys (``json.loads`` keeps the last one silently)."""
+    duplicates: list[tuple[dict, str]] = []
+
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(pairs)
+        if len(obj) < len(pairs):
+            keys: set[str] = set()
+            for key, _ in pairs:
+                if key in keys:
+                    duplicates.append((obj, key))
+                    break
+                keys.add(key)
+        return obj
+
+    data = json.loads(text, object_pairs_hook=pairs_hook)
+    if duplicates:
+        owner, key = duplicates[0]
+        raise _DocumentError(_render_path((_path_of(data, owner), key)),
+                             "duplicate key; a key may appear once in an object")
+    return data
+
+
+def _path_of(root: Any, target: dict) -> tuple | None:
+    """The path (as :func:`_render_path` takes it) from ``root`` to the object ``target``."""
+    stack: list[tuple[Any, tuple | None]] = [(root, None)]
+    while stack:
+        value, path = stack.pop()
+        if value is target:
+            return path
+        if isinstance(value, dict):
+            stack.extend((v, (path, k)) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, (path, i)) for i, v in enumerate(value))
+    return None
 
 
 def read_document(path: str | Path) -> Any:
     """Parse a YAML or JSON file (JSON is YAML, but we use the JSON parser for .json files).
 
-    Bounded: at most :data:`MAX_INSTANCE_BYTES` are read (also from devices and pipes, whose size
-    ``stat`` does not tell), nesting and YAML alias expansion are capped (:func:`check_document`).
+    Strict: YAML is read with the YAML 1.2 core schema, and duplicate keys (YAML or JSON) and
+    plain YAML values that YAML 1.1 reads differently are errors naming the key (and, for YAML,
+    the line). Bounded: at most :data:`MAX_INSTANCE_BYTES` are read (also from devices and
+    pipes, whose size ``stat`` does not tell), nesting and YAML alias expansion are capped
+    (:func:`check_document`).
     """
     p = Path(path)
     try:
@@ -150,11 +397,12 @@ def read_document(path: str | Path) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(f"{p}: not UTF-8 text") from None
+    is_json = p.suffix.lower() == ".json"
     try:
-        if p.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            data = _parse_yaml(text)
+        data = _parse_json(text) if is_json else _parse_yaml(text)
+    except _DocumentError as exc:
+        where = f"{p}, {exc.where}" if exc.where else str(p)
+        raise InputError(f"{exc.field}: {exc.rule} ({where})", exc.field) from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{p}: invalid JSON at line {exc.lineno} column {exc.colno}: "
                          f"{exc.msg}") from None
@@ -166,8 +414,7 @@ def read_document(path: str | Path) -> Any:
     except RecursionError:  # the JSON parser recurses once per level
         raise InputError(f"{p}: nested deeper than {MAX_DOCUMENT_DEPTH} levels") from None
     except ValueError as exc:  # e.g. JSON integers longer than Python's int-conversion limit
-        raise InputError(f"{p}: invalid {'JSON' if p.suffix.lower() == '.json' else 'YAML'}: "
-                         f"{exc}") from None
+        raise InputError(f"{p}: invalid {'JSON' if is_json else 'YAML'}: {exc}") from None
     check_document(data)
     return data
 
@@ -292,11 +539,15 @@ def plan_from_dict(data: Any) -> Plan:
 
 
 _DEGREE_KEYS = set(Degrees.model_fields)
+#: A ``--plan`` value: decimal ASCII digits (``int()`` would also take ``٨``, ``８``, ``1_0``).
+_PLAN_INTEGER = re.compile(r"[-+]?[0-9]+")
 
 
 def parse_plan_arg(text: str, default_batch: int | None) -> Plan:
     """A plan from ``tp=8,ep=8,pp=2,batch=64``, or a YAML/JSON file. Missing attention and
-    pipeline degrees are 1; missing expert degrees follow :func:`_default_expert_degrees`."""
+    pipeline degrees are 1; missing expert degrees follow :func:`_default_expert_degrees`. A key
+    given twice (``sp`` counts as ``cp``) and values other than ASCII decimal integers are
+    errors."""
     p = Path(text)
     if "=" not in text and (p.exists() or p.suffix.lower() in {".json", ".yaml", ".yml"}):
         data = read_document(p)
@@ -305,24 +556,29 @@ def parse_plan_arg(text: str, default_batch: int | None) -> Plan:
         return plan_from_dict(data)
     degrees: dict[str, int] = {}
     batch = default_batch
+    given: dict[str, str] = {}  # key -> the pair as written
     for part in filter(None, (s.strip() for s in text.split(","))):
         if "=" not in part:
             raise InputError(f"--plan: '{part}' is not key=value (e.g. tp=8,ep=8,pp=2)", "plan")
         key, _, value = part.partition("=")
-        key = key.strip().lower()
+        key, value = key.strip().lower(), value.strip()
         if key == "sp":
             key = "cp"  # the seeds' "SP" splits the sequence: our cp
-        try:
-            number = int(value)
-        except ValueError:
-            raise InputError(f"--plan: {key} must be an integer, got '{value}'", "plan") from None
-        if key == "batch":
-            batch = number
-        elif key in _DEGREE_KEYS:
-            degrees[key] = number
-        else:
+        if key != "batch" and key not in _DEGREE_KEYS:
             raise InputError(f"--plan: unknown key '{key}' (use {', '.join(sorted(_DEGREE_KEYS))}"
                              ", batch)", "plan")
+        if key in given:
+            raise InputError(f"--plan: {key} given twice ({given[key]} and {part}); give each "
+                             "key once", f"plan.{key}")
+        given[key] = part
+        if not _PLAN_INTEGER.fullmatch(value):
+            raise InputError(f"--plan: {key} must be an integer in ASCII digits 0-9, got "
+                             f"'{value}'", f"plan.{key}")
+        number = int(value)
+        if key == "batch":
+            batch = number
+        else:
+            degrees[key] = number
     if batch is None:
         raise InputError("--plan: the workload gives a batch range; add batch=N", "plan.batch")
     _default_expert_degrees(degrees)

@@ -23,6 +23,7 @@ import json
 import math
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -55,6 +56,7 @@ EXAMPLES = {
     "cli_corrupted_bytes": 250,
     "cli_unicode_text": 150,
     "cli_alias_bombs": 100,
+    "cli_strict_documents": 100,
     "cli_plan_argument": 200,
     "cli_model_argument": 100,
 }
@@ -612,6 +614,48 @@ def test_cli_yaml_alias_bombs(workdir: Path, rng: random.Random) -> None:
     result = run_cli(path, "--plan", "tp=1")
     assert time.monotonic() - start < 5.0
     check_cli(result, valid_possible=False)
+
+
+#: Plain YAML values that YAML 1.1 (PyYAML, older moeplan) and YAML 1.2 read differently.
+YAML11_LITERALS = ["yes", "No", "ON", "off", "y", "N", "17:04", "1_000", "0o17", "010", "08",
+                   "0b11", "+0x10", "2024-01-01", "1_0.5", "190:20:30.15"]
+KEY_VALUE_LINE = re.compile(r"^( *)([A-Za-z_][A-Za-z0-9_]*): (?![|>&*!\[{'\"])(\S.*)$")
+
+
+def strict_violation(rng: random.Random) -> tuple[str, bytes, str]:
+    """A valid instance as block YAML or indented JSON with one line edited: a plain value
+    replaced by a YAML 1.1 literal, or a ``key: value`` line written twice. Returns (suffix,
+    bytes, what the error must say)."""
+    doc = copy.deepcopy(rng.choice(BASES))
+    if rng.random() < 0.25:
+        lines = json.dumps(doc, indent=2).splitlines()
+        picks = [i for i, ln in enumerate(lines) if re.match(r'^ *"[^"]+": [^\[{]*,$', ln)]
+        i = rng.choice(picks)
+        lines.insert(i + 1, lines[i])
+        return ".json", "\n".join(lines).encode(), "duplicate key"
+    lines = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False,
+                           width=10**6).splitlines()
+    picks = [i for i, ln in enumerate(lines) if KEY_VALUE_LINE.match(ln)]
+    i = rng.choice(picks)
+    if rng.random() < 0.5:
+        lines.insert(i + 1, lines[i])
+        expected = f"lines {i + 1} and {i + 2})"
+    else:
+        indent, key, _ = KEY_VALUE_LINE.match(lines[i]).groups()
+        lines[i] = f"{indent}{key}: {rng.choice(YAML11_LITERALS)}"
+        expected = f"line {i + 1})"
+    return rng.choice([".yaml", ".yml", ""]), "\n".join(lines).encode(), expected
+
+
+@fuzz_settings("cli_strict_documents")
+@given(rng=RANDOMS)
+def test_cli_duplicate_keys_and_yaml11_literals(workdir: Path, rng: random.Random) -> None:
+    """Each was read silently before (the last duplicate won, `yes` was true, `010` was 8):
+    now one error line naming the key and, for YAML, the line."""
+    suffix, data, expected = strict_violation(rng)
+    result = run_cli(write_case(workdir, suffix, data), "--plan", "tp=1")
+    check_cli(result, valid_possible=False)
+    assert expected in result.stderr, (expected, result.stderr, data.decode())
 
 
 PLAN_KEYS = ["tp", "pp", "dp", "cp", "sp", "ep", "etp", "edp", "replicas", "batch", "TP", "x",

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import REPO, one_error_line
 from typer.testing import CliRunner
 
 from moeplan.cli import app
@@ -237,25 +238,10 @@ CASES: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
 IDS = [c[0] for c in CASES]
 
 
-@pytest.fixture()
-def runner() -> CliRunner:
-    return CliRunner()
-
-
 def write(tmp_path: Path, doc: dict[str, Any], name: str = "instance.json") -> Path:
     path = tmp_path / name
     path.write_text(json.dumps(doc))
     return path
-
-
-def one_error_line(result: Any, field: str) -> str:
-    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), lines[0]
-    assert field in lines[0], (field, lines[0])
-    assert "Traceback" not in result.stderr
-    return lines[0]
 
 
 @pytest.mark.parametrize(("case", "field", "at", "past"), CASES, ids=IDS)
@@ -349,8 +335,7 @@ def test_llama4_scout_ten_million_token_context_loads() -> None:
 
 
 def test_every_shipped_instance_is_inside_the_limits() -> None:
-    repo = Path(__file__).resolve().parents[1]
-    paths = sorted((repo / "instances").glob("*/*.yaml"))
+    paths = sorted((REPO / "instances").glob("*/*.yaml"))
     assert paths
     for path in paths:
         load_instance(path)

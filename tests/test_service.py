@@ -22,15 +22,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+import yaml
+from conftest import REPO, SEED_PATH, one_error_line, serving, wait_pool_idle, wait_until
 from google.protobuf import descriptor_pb2
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
 from grpc_status import rpc_status
 from typer.testing import CliRunner
 
@@ -49,8 +51,6 @@ from solver.verify import verify
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[1]
-SEED_PATH = REPO / "instances/seeds/004-moe-16l-tp8-ep8-pp2.yaml"
 SEED = load_instance(SEED_PATH)
 
 
@@ -84,17 +84,6 @@ def request(instance, **kwargs) -> pb.SolveRequest:
     return pb.SolveRequest(instance=convert.instance_to_proto(instance), **kwargs)
 
 
-def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0, step_s: float = 0.005,
-               ) -> float:
-    """Seconds until ``condition()`` held; fails after ``timeout_s``."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout_s:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        time.sleep(step_s)
-    return time.monotonic() - start
-
-
 # ----------------------------------------------------------------------------------------------
 # Fixtures
 # ----------------------------------------------------------------------------------------------
@@ -102,19 +91,15 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0, step_s: f
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[ServerThread, str]]:
-    srv = ServerThread(ServerConfig(port=0, workers=1, queue=1, spares=1,
-                                    max_time_limit_s=120, max_message_bytes=1 << 20, grace_s=1))
-    port = srv.start()
-    yield srv, f"127.0.0.1:{port}"
-    srv.stop(0.5)
+    with serving(ServerConfig(port=0, workers=1, queue=1, spares=1, max_time_limit_s=120,
+                              max_message_bytes=1 << 20, grace_s=1)) as server:
+        yield server
 
 
 @pytest.fixture()
 def server(served) -> Iterator[tuple[ServerThread, str]]:
-    """The module's server, idle with its spare ready (a previous test's stopped solve may still
-    be winding down, and a killed worker's replacement still starting)."""
-    pool = served[0].server.pool
-    wait_until(lambda: pool.busy == 0 and pool.waiting == 0 and pool.idle == 2, timeout_s=30)
+    """The module's server, idle with its spare ready."""
+    wait_pool_idle(served[0].server.pool)
     yield served
 
 
@@ -143,18 +128,33 @@ def test_health_reports_serving(server):
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def _reflect(channel: grpc.Channel, req: reflection_pb2.ServerReflectionRequest, **kw):
-    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-    return next(iter(stub.ServerReflectionInfo(iter([req]), timeout=5, **kw)))
+def _reflect(channel: grpc.Channel, req: reflection_pb2.ServerReflectionRequest,
+             version: str = "v1alpha", **kw):
+    """One reflection request and its answer. grpcio-reflection has only v1alpha's stubs; v1 is
+    the same messages (field numbers and all) under package ``grpc.reflection.v1``, so a v1
+    call is those bytes sent to the v1 method."""
+    call = channel.stream_stream(
+        f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
+    return next(iter(call(iter([req]), timeout=5, **kw)))
 
 
-def test_reflection_lists_and_describes_the_planner(server):
+@pytest.mark.parametrize("version", ["v1", "v1alpha"])
+def test_reflection_lists_and_describes_the_planner(server, version):
     with grpc.insecure_channel(server[1]) as channel:
-        listed = _reflect(channel, reflection_pb2.ServerReflectionRequest(list_services=""))
+        listed = _reflect(channel, reflection_pb2.ServerReflectionRequest(list_services=""),
+                          version)
         names = {s.name for s in listed.list_services_response.service}
-        assert {"moeplan.v1.Planner", "grpc.health.v1.Health"} <= names
+        assert {"moeplan.v1.Planner", "grpc.health.v1.Health",
+                "grpc.reflection.v1.ServerReflection",
+                "grpc.reflection.v1alpha.ServerReflection"} <= names
+        for name in names:  # what grpcurl's `describe` of every listed service asks
+            reply = _reflect(channel, reflection_pb2.ServerReflectionRequest(
+                file_containing_symbol=name), version)
+            assert reply.HasField("file_descriptor_response"), (name, reply.error_response)
         found = _reflect(channel, reflection_pb2.ServerReflectionRequest(
-            file_containing_symbol="moeplan.v1.Planner"))
+            file_containing_symbol="moeplan.v1.Planner"), version)
         files = [descriptor_pb2.FileDescriptorProto.FromString(raw)
                  for raw in found.file_descriptor_response.file_descriptor_proto]
         service = next(s for f in files for s in f.service if s.name == "Planner")
@@ -221,6 +221,48 @@ def test_a_client_generated_from_the_proto_alone(server, tmp_path):
     assert done.returncode == 0, done.stderr
     status, gpus = done.stdout.split()
     assert status == "SOLVE_STATUS_OPTIMAL" and int(gpus) >= 1
+
+
+NODE_EXAMPLE = REPO / "examples/node"
+
+
+@pytest.fixture(scope="module")
+def node_modules(tmp_path_factory) -> Path:
+    """The Node example's dependencies, installed from its package-lock.json (``npm ci``) into
+    a temporary directory, so the repository stays clean."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node and npm are needed to run examples/node")
+    d = tmp_path_factory.mktemp("node")
+    for name in ("package.json", "package-lock.json"):
+        shutil.copy(NODE_EXAMPLE / name, d)
+    done = subprocess.run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=d,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return d / "node_modules"
+
+
+def test_the_node_client_example(server, node_modules):
+    """examples/node/client.js (grpc-js + proto-loader) against a live server: health, a Solve
+    of seed 004 that matches the library's, and the field violations of INVALID_ARGUMENT."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOEPLAN_")}
+    env["NODE_PATH"] = str(node_modules)
+    done = subprocess.run(["node", str(NODE_EXAMPLE / "client.js"), server[1]], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    local = planner.solve(SEED)
+    d = local.plan.degrees
+    with pytest.raises(InputError) as bad:  # what the client's bad request must be told
+        instance_from_dict({**yaml.safe_load(SEED_PATH.read_text()),
+                            "workload": {"input_len": 0, "output_len": 1024, "batch": 128}})
+    field, rule = bad.value.violations[0]
+    assert done.stdout.splitlines() == [
+        "health moeplan.v1.Planner: SERVING",
+        f"solve {SEED.name}: SOLVE_STATUS_OPTIMAL, {local.objective} GPUs (bound {local.bound}), "
+        f"tp={d.tp} pp={d.pp} dp={d.dp} cp={d.cp} ep={d.ep} etp={d.etp} edp={d.edp} "
+        f"replicas={d.replicas}, batch {local.plan.batch}",
+        f"invalid request: INVALID_ARGUMENT: {bad.value}",
+        f"  field violation: {field}: {rule}",
+    ]
 
 
 def test_cli_solve_on_the_server_prints_the_local_output(server):
@@ -369,8 +411,8 @@ def test_solve_budget():
     assert solve_budget(5.0, None, now=0.0) == (5.0, 20.0)
 
 
-def test_a_short_deadline_answers_in_time_with_the_best_found(stub):
-    deadline_s = 1.5
+@pytest.mark.parametrize("deadline_s", [0.3, 1.5])
+def test_a_short_deadline_answers_in_time_with_the_best_found(stub, deadline_s):
     start = time.monotonic()
     result = stub.Solve(request(LONG), timeout=deadline_s).result  # no DEADLINE_EXCEEDED
     elapsed = time.monotonic() - start
@@ -380,6 +422,23 @@ def test_a_short_deadline_answers_in_time_with_the_best_found(stub):
     assert result.status in (pb.SOLVE_STATUS_FEASIBLE, pb.SOLVE_STATUS_UNKNOWN)
     if result.status == pb.SOLVE_STATUS_FEASIBLE:
         assert result.HasField("plan") and result.bound <= result.objective
+
+
+@pytest.mark.parametrize("method", ["Solve", "SolveStream"])
+def test_a_deadline_too_short_to_solve_is_deadline_exceeded_at_once(server, stub, method):
+    """0.18 s leaves the solver nothing once the margin is kept back (the answer would be due
+    before the shortest solve could end): the server answers DEADLINE_EXCEEDED before the
+    deadline, and no solve starts. (Before, it answered UNKNOWN without solving.)"""
+    pool = server[0].server.pool
+    started = pool.jobs_started
+    t0 = time.monotonic()
+    with pytest.raises(grpc.RpcError) as info:
+        list(stub.SolveStream(request(LONG), timeout=0.18)) if method == "SolveStream" else (
+            stub.Solve(request(LONG), timeout=0.18))
+    elapsed = time.monotonic() - t0
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "the deadline leaves" in info.value.details()  # the server's answer, not the timer
+    assert elapsed < 0.18 and pool.jobs_started == started
 
 
 def _cancel_and_restart(srv: ServerThread, stub: pb_grpc.PlannerStub) -> float:
@@ -444,7 +503,8 @@ TOKEN = "s3cret-t0ken-for-tests"
 
 
 @pytest.fixture(scope="module")
-def secure(tmp_path_factory) -> Iterator[tuple[str, bytes]]:
+def tls_files(tmp_path_factory) -> Path:
+    """A directory with cert.pem and its key.pem (CN localhost, 127.0.0.1), and other-key.pem."""
     if shutil.which("openssl") is None:
         pytest.skip("openssl is needed to make a test certificate")
     d = tmp_path_factory.mktemp("tls")
@@ -453,11 +513,17 @@ def secure(tmp_path_factory) -> Iterator[tuple[str, bytes]]:
          "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem"), "-subj", "/CN=localhost",
          "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
         check=True, capture_output=True)
-    srv = ServerThread(ServerConfig(port=0, workers=1, queue=1, spares=0, token=TOKEN,
-                                    tls_cert=d / "cert.pem", tls_key=d / "key.pem"))
-    port = srv.start()
-    yield f"127.0.0.1:{port}", (d / "cert.pem").read_bytes()
-    srv.stop(0.5)
+    subprocess.run(["openssl", "genrsa", "-out", str(d / "other-key.pem"), "2048"], check=True,
+                   capture_output=True)
+    return d
+
+
+@pytest.fixture(scope="module")
+def secure(tls_files) -> Iterator[tuple[str, bytes]]:
+    config = ServerConfig(port=0, workers=1, queue=1, spares=0, token=TOKEN,
+                          tls_cert=tls_files / "cert.pem", tls_key=tls_files / "key.pem")
+    with serving(config) as (_, address):
+        yield address, (tls_files / "cert.pem").read_bytes()
 
 
 def test_tls_and_token(secure, caplog):
@@ -466,10 +532,12 @@ def test_tls_and_token(secure, caplog):
     with PlannerClient(address, token=TOKEN, root_certificates=ca) as good:
         assert good.list_presets()["models"]
         assert good.solve(SEED).status == "OPTIMAL"
-    for token in (None, "wrong-token"):
-        with PlannerClient(address, token=token or "", root_certificates=ca) as bad:
-            with pytest.raises(AuthenticationError):
+    for token, says in (("", "requires a bearer token and none was sent"),
+                        ("wrong-token", "refused the bearer token")):
+        with PlannerClient(address, token=token, root_certificates=ca) as bad:
+            with pytest.raises(AuthenticationError) as info:
                 bad.list_presets()
+            assert str(info.value).startswith(f"token: {address} {says} (UNAUTHENTICATED: ")
     # Raw calls: no metadata, a wrong scheme; reflection needs the token; health does not.
     creds = grpc.ssl_channel_credentials(ca)
     with grpc.secure_channel(address, creds) as channel:
@@ -478,12 +546,14 @@ def test_tls_and_token(secure, caplog):
             with pytest.raises(grpc.RpcError) as info:
                 stub.ListPresets(pb.ListPresetsRequest(), timeout=5, metadata=metadata)
             assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        with pytest.raises(grpc.RpcError) as info:
-            _reflect(channel, reflection_pb2.ServerReflectionRequest(list_services=""))
-        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        listed = _reflect(channel, reflection_pb2.ServerReflectionRequest(list_services=""),
-                          metadata=(("authorization", f"Bearer {TOKEN}"),))
-        assert listed.list_services_response.service
+        for version in ("v1", "v1alpha"):
+            with pytest.raises(grpc.RpcError) as info:
+                _reflect(channel, reflection_pb2.ServerReflectionRequest(list_services=""),
+                         version)
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            listed = _reflect(channel, reflection_pb2.ServerReflectionRequest(list_services=""),
+                              version, metadata=(("authorization", f"Bearer {TOKEN}"),))
+            assert listed.list_services_response.service
         health = health_pb2_grpc.HealthStub(channel)
         assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == (
             health_pb2.HealthCheckResponse.SERVING)
@@ -491,6 +561,79 @@ def test_tls_and_token(secure, caplog):
     with PlannerClient(address, token=TOKEN) as plain, pytest.raises(ConnectionError):
         plain.list_presets(timeout_s=5)
     assert "refused" in caplog.text and TOKEN not in caplog.text
+
+
+@pytest.mark.parametrize("token, says", [
+    (None, "requires a bearer token and none was sent"),
+    ("wrong-token", "refused the bearer token"),
+])
+def test_cli_client_with_a_missing_or_wrong_token_says_so(secure, tls_files, monkeypatch,
+                                                         token, says):
+    """Not "cannot reach": the server answered, and refused the credentials."""
+    address, _ = secure
+    monkeypatch.setenv("MOEPLAN_TLS_CA", str(tls_files / "cert.pem"))
+    if token is None:
+        monkeypatch.delenv("MOEPLAN_TOKEN", raising=False)
+    else:
+        monkeypatch.setenv("MOEPLAN_TOKEN", token)
+    line = one_error_line(CliRunner().invoke(app, ["solve", str(SEED_PATH), "--server", address]),
+                          "token")
+    assert line.startswith(f"error: token: {address} {says} (UNAUTHENTICATED: "), line
+    assert "cannot reach" not in line
+
+
+def _serve_until_it_exits(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """``moeplan serve ARGS`` expected to refuse to start; a server that starts instead is
+    stopped and the test fails (rather than serving until the suite times out)."""
+    proc = subprocess.Popen([sys.executable, "-m", "moeplan", "serve", "--port", "0",
+                             "--workers", "1", *args], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        stdout, stderr = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"the server started: {stdout!r}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+@pytest.mark.parametrize("value", ["", "   ", "two words"])
+def test_a_blank_token_is_an_error_not_no_authentication(monkeypatch, value):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MOEPLAN_TOKEN": value}
+    done = _serve_until_it_exits(env)
+    assert done.returncode == 2 and done.stdout == "", (done.stdout, done.stderr)
+    assert done.stderr.startswith("error: $MOEPLAN_TOKEN: set but ") and (
+        done.stderr.count("\n") == 1), done.stderr
+    assert "unset it to serve without authentication" in done.stderr
+    monkeypatch.setenv("MOEPLAN_TOKEN", value)
+    for token in (value, "\t"):
+        with pytest.raises(InputError, match="token: must be a non-empty token"):
+            ServerConfig(token=token)
+    with pytest.raises(InputError, match="MOEPLAN_TOKEN: set but"):  # the client, likewise
+        PlannerClient("127.0.0.1:1")
+
+
+@pytest.mark.parametrize("cert, key, option, says", [
+    ("garbage.pem", "key.pem", "--tls-cert", "is not a valid PEM certificate chain"),
+    ("key.pem", "key.pem", "--tls-cert", "is not a valid PEM certificate chain"),
+    ("cert.pem", "garbage.pem", "--tls-key", "is not a valid PEM private key"),
+    ("cert.pem", "cert.pem", "--tls-key", "is not a valid PEM private key"),
+    ("cert.pem", "other-key.pem", "--tls-key", "is not the private key of the certificate"),
+    ("cert.pem", "encrypted-key.pem", "--tls-key", "is encrypted"),
+])
+def test_serve_names_the_invalid_tls_file(tls_files, cert, key, option, says):
+    (tls_files / "garbage.pem").write_text("-----BEGIN CERTIFICATE-----\nnot base64\n")
+    if not (tls_files / "encrypted-key.pem").exists():
+        subprocess.run(["openssl", "pkcs8", "-topk8", "-in", str(tls_files / "key.pem"),
+                        "-passout", "pass:secret", "-out", str(tls_files / "encrypted-key.pem")],
+                       check=True, capture_output=True)
+    env = {k: v for k, v in os.environ.items() if k != "MOEPLAN_TOKEN"}
+    done = _serve_until_it_exits({**env, "PYTHONPATH": str(REPO)}, "--tls-cert",
+                                 str(tls_files / cert), "--tls-key", str(tls_files / key))
+    assert done.returncode == 2 and done.stdout == "", (done.stdout, done.stderr)
+    assert done.stderr.startswith(f"error: {option}: ") and done.stderr.count("\n") == 1, (
+        done.stderr)
+    assert says in done.stderr and "cannot listen" not in done.stderr, done.stderr
 
 
 # ----------------------------------------------------------------------------------------------

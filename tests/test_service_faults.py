@@ -25,14 +25,14 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import grpc
 import pytest
+from conftest import SEED_PATH, serving, wait_pool_idle, wait_until
 from google.protobuf import descriptor as pb_descriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from service import convert
@@ -43,8 +43,7 @@ from solver.instance import instance_from_dict, load_instance
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[1]
-SEED = load_instance(REPO / "instances/seeds/004-moe-16l-tp8-ep8-pp2.yaml")
+SEED = load_instance(SEED_PATH)
 LONG = instance_from_dict({
     "name": "long",
     "model": {"name": "moe-48l", "num_layers": 48, "hidden_size": 1024,
@@ -86,16 +85,6 @@ BASE_SOLVE = pb.SolveRequest(instance=BASE, time_limit_s=FUZZ_TIME_LIMIT_S)
 BASE_BYTES = BASE_SOLVE.SerializeToString()
 
 
-def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0, step_s: float = 0.005,
-               ) -> float:
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout_s:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        time.sleep(step_s)
-    return time.monotonic() - start
-
-
 class _Errors(logging.Handler):
     """Collects ERROR records of the server's loggers (an INTERNAL answer logs one)."""
 
@@ -113,20 +102,16 @@ def served() -> Iterator[tuple[ServerThread, str, _Errors]]:
     errors = _Errors()
     logger = logging.getLogger("moeplan.service")
     logger.addHandler(errors)
-    srv = ServerThread(ServerConfig(port=0, workers=2, queue=2, spares=1, max_time_limit_s=120,
-                                    max_message_bytes=1 << 20, grace_s=1))
-    port = srv.start()
     try:
-        yield srv, f"127.0.0.1:{port}", errors
+        with serving(ServerConfig(port=0, workers=2, queue=2, spares=1, max_time_limit_s=120,
+                                  max_message_bytes=1 << 20, grace_s=1)) as (srv, address):
+            yield srv, address, errors
     finally:
-        srv.stop(0.5)
         logger.removeHandler(errors)
 
 
 def _settled(srv: ServerThread) -> None:
-    pool = srv.server.pool
-    wait_until(lambda: pool.busy == 0 and pool.waiting == 0
-               and pool.idle == pool.size + pool.spares, timeout_s=60)
+    wait_pool_idle(srv.server.pool, timeout_s=60)
 
 
 @pytest.fixture()
@@ -351,6 +336,7 @@ def adversarial(draw) -> tuple[str, bytes]:
 def test_adversarial_values(served, channel, case):
     method, payload = case
     code = raw_call(channel, method, payload)
+    event(code.name)  # the share of valid requests: --hypothesis-show-statistics
     assert code in (grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT), (
         method, METHODS[method][0].FromString(payload), code)
 
@@ -447,13 +433,9 @@ def test_idle_workers_killed_are_replaced_before_the_next_solve(server):
 
 @pytest.fixture(scope="module")
 def one_worker() -> Iterator[tuple[ServerThread, str]]:
-    srv = ServerThread(ServerConfig(port=0, workers=1, queue=1, spares=1, max_time_limit_s=120,
-                                    grace_s=1))
-    port = srv.start()
-    try:
-        yield srv, f"127.0.0.1:{port}"
-    finally:
-        srv.stop(0.5)
+    with serving(ServerConfig(port=0, workers=1, queue=1, spares=1, max_time_limit_s=120,
+                              grace_s=1)) as served:
+        yield served
 
 
 def _next_call_starts_within(srv: ServerThread, address: str, started: int) -> float:

@@ -11,24 +11,23 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
+from conftest import SEED_PATH, serving, wait_pool_idle
 
 from service import convert
 from service._gen.moeplan.v1 import planner_pb2 as pb
 from service._gen.moeplan.v1 import planner_pb2_grpc as pb_grpc
 from service.errors import INTERNAL_MESSAGE
-from service.server import PlannerServer, ServerConfig, ServerThread
+from service.server import PlannerServer, ServerConfig
 from service.workers import WorkerPool
 from solver.instance import load_instance
 from solver.schema import Degrees, Plan, SolveResult
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[1]
-SEED = load_instance(REPO / "instances/seeds/004-moe-16l-tp8-ep8-pp2.yaml")
+SEED = load_instance(SEED_PATH)
 #: The improving plan the scripted worker reports before it hangs.
 IMPROVEMENT = SolveResult(
     status="FEASIBLE", plan=Plan(degrees=Degrees(tp=4, replicas=3), batch=128), objective=12,
@@ -58,11 +57,9 @@ def scripted_worker(conn, stop) -> None:
 
 @pytest.fixture(scope="module")
 def scripted() -> Iterator[tuple[PlannerServer, str]]:
-    srv = ServerThread(ServerConfig(port=0, grace_s=0.5),
-                       pool=WorkerPool(1, 1, spares=1, target=scripted_worker))
-    port = srv.start()
-    yield srv.server, f"127.0.0.1:{port}"
-    srv.stop(0.5)
+    with serving(ServerConfig(port=0, grace_s=0.5),
+                 pool=WorkerPool(1, 1, spares=1, target=scripted_worker)) as (srv, address):
+        yield srv.server, address
 
 
 def _request(script: str) -> pb.SolveRequest:
@@ -71,10 +68,7 @@ def _request(script: str) -> pb.SolveRequest:
 
 
 def _wait_ready(pool: WorkerPool) -> None:
-    start = time.monotonic()
-    while not (pool.busy == 0 and pool.idle == 2):
-        assert time.monotonic() - start < 30, "pool did not recover"
-        time.sleep(0.01)
+    wait_pool_idle(pool, timeout_s=30)
 
 
 def test_deadline_answers_with_the_last_improving_plan(scripted):
