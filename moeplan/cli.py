@@ -53,9 +53,6 @@ except ImportError:  # pragma: no cover - depends on the installed typer
         UsageError,
     )
 
-#: Keys of ``Evaluation.to_dict()``; ``solve --json`` sets them to null when there is no plan.
-ESTIMATE_KEYS = ("gpus", "degrees", "batch", "metrics", "memory", "time", "stages")
-
 DEBUG_ENV = "MOEPLAN_DEBUG"
 EXIT_NEGATIVE = 1
 EXIT_BAD_INPUT = 2
@@ -179,9 +176,17 @@ def as_input_error(exc: ValueError, field: str) -> InputError:
 # ----------------------------------------------------------------------------------------------
 
 
+#: Width of the human output when stdout is not a terminal (a pipe or a file): wide enough that
+#: no table wraps, where rich would otherwise assume 80 columns.
+PIPE_WIDTH = 160
+
+
 def _console() -> Console:
     # Built per call so it writes to whatever sys.stdout is now (tests swap it).
-    return Console(highlight=False)
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(highlight=False, width=PIPE_WIDTH)
+    return console
 
 
 def _finite(value: Any) -> Any:
@@ -323,7 +328,8 @@ def model_cmd(
     as_json: JsonOption = False,
 ) -> None:
     """Parameter counts, weight bytes and KV-cache size of a model."""
-    from solver.hf_import import PRECISIONS, resolve_model
+    from solver.hf_import import PRECISIONS
+    from solver.models import resolve_model
 
     value: str | dict[str, Any] = preset_or_path
     if precision is not None:
@@ -349,6 +355,18 @@ def model_cmd(
 # ----------------------------------------------------------------------------------------------
 
 
+def estimate_document(instance: Instance, evaluation: Any) -> dict[str, Any]:
+    """The estimate document of an evaluated plan (solver.contract.EstimateOut)."""
+    from solver import contract
+    from solver.calibration import load_calibration
+    from solver.loads import describe
+
+    cal = load_calibration(instance.hardware.name)
+    return contract.dump(contract.estimate_out(
+        evaluation, describe(instance.expert_load, instance.model),
+        cal.source if cal is not None else "roofline (no measured curves for this GPU)"))
+
+
 @command("estimate")
 def estimate_cmd(
     instance_path: InstanceArg,
@@ -366,16 +384,15 @@ def estimate_cmd(
     if report.violations:
         n = len(report.violations)
         _stderr_line(f"warning: plan breaks {n} rule{'s' if n != 1 else ''}; run moeplan verify")
-    doc = evaluation.to_dict()
+    doc = estimate_document(instance, evaluation)
     if as_json:
         emit_json(doc)
         return
     console = _console()
     console.print(escape(f"{instance.name}: {instance.model.name} on {instance.hardware.name}, "
                          f"input {instance.workload.input_len}, output "
-                         f"{instance.workload.output_len}"))
-    render.render_evaluation(console, doc, hbm_gb=instance.hardware.hbm_gb,
-                             placement_note=evaluation.placement_source)
+                         f"{instance.workload.output_len}, engine {instance.engine.name}"))
+    render.render_evaluation(console, doc)
 
 
 @command("verify")
@@ -388,15 +405,21 @@ def verify_cmd(
 
     Without --plan, checks the instance's claimed_plan.
     """
+    from solver import contract
     from solver.verify import verify
 
     instance = load_instance_arg(instance_path)
     chosen = plan_arg(instance, plan)
     report = verify(instance, chosen)
+    estimate = None
+    if report.evaluation is not None:
+        estimate = contract.EstimateOut.model_validate(
+            estimate_document(instance, report.evaluation))
+    doc = contract.dump(contract.verify_out(report, estimate))
     if as_json:
-        emit_json(report.to_dict())
+        emit_json(doc)
     else:
-        render.render_report(_console(), report.to_dict())
+        render.render_report(_console(), doc)
     if not report.valid:
         raise typer.Exit(EXIT_NEGATIVE)
 
@@ -409,22 +432,28 @@ def verify_cmd(
 class SchemaWhat(str, Enum):
     instance = "instance"
     plan = "plan"
+    solve = "solve"
     result = "result"
+    verify = "verify"
+    estimate = "estimate"
 
 
 @command("schema")
 def schema_cmd(
     what: Annotated[SchemaWhat, typer.Option(
-        "--what", help="Which document: instance, plan or result.")] = SchemaWhat.instance,
+        "--what", help="Which document: instance (the file moeplan reads), plan (solve --out), "
+        "solve / result (solve --json), verify (verify --json) or estimate (estimate --json).",
+    )] = SchemaWhat.instance,
 ) -> None:
-    """JSON Schema of an instance (default), a plan or a solve result."""
+    """JSON Schema of an instance (default) or of a document moeplan writes."""
     if what == SchemaWhat.instance:
         from solver.instance import instance_file_json_schema
 
         emit_json(instance_file_json_schema())
         return
-    model = {SchemaWhat.plan: Plan, SchemaWhat.result: SolveResult}[what]
-    emit_json(model.model_json_schema())
+    from solver import contract
+
+    emit_json(contract.json_schema("solve" if what == SchemaWhat.result else what.value))
 
 
 def presets_document() -> dict[str, Any]:
@@ -475,27 +504,15 @@ def presets_cmd(as_json: JsonOption = False) -> None:
 
 
 def solve_document(instance: Instance, result: SolveResult) -> dict[str, Any]:
-    """``solve --json``: the estimate of the plan (null without one) and the solve result."""
+    """``solve --json``: the solve result and the estimate of its plan (solver.contract)."""
+    from solver import contract
     from solver.estimate import evaluate
 
-    estimate: dict[str, Any] = dict.fromkeys(ESTIMATE_KEYS)
+    estimate = None
     if result.plan is not None:
-        estimate = evaluate(instance, result.plan).to_dict()
-    return {
-        "status": result.status,
-        "objective": result.objective,
-        "bound": result.bound,
-        "gap": result.gap,
-        "solve_time_s": result.solve_time_s,
-        "solver": result.solver,
-        "tie_breaks": list(result.tie_breaks),
-        "improving_solutions": result.improving_solutions,
-        **estimate,
-        "experts": [e.model_dump(mode="json") for e in result.experts],
-        "explanation": (result.explanation.model_dump(mode="json")
-                        if result.explanation is not None else None),
-        "plan": result.plan.model_dump(mode="json") if result.plan is not None else None,
-    }
+        estimate = contract.EstimateOut.model_validate(
+            estimate_document(instance, evaluate(instance, result.plan)))
+    return contract.dump(contract.solve_out(result, estimate))
 
 
 def _check_out_path(out: Path) -> None:
@@ -576,7 +593,9 @@ def solve_cmd(
             _stderr_line(f"warning: the planner's plan breaks {len(report.violations)} rules "
                          f"(a bug, please report it): {report.violations[0]}")
         if out is not None:
-            text = json.dumps(result.plan.model_dump(mode="json", exclude_none=True), indent=2)
+            from solver import contract
+
+            text = json.dumps(contract.dump(contract.plan_file(result.plan)), indent=2)
             try:
                 out.write_text(text + "\n", encoding="utf-8")
             except OSError as exc:
@@ -588,7 +607,7 @@ def solve_cmd(
     if as_json:
         emit_json(doc)
     else:
-        render.render_solve(_console(), doc, hbm_gb=instance.hardware.hbm_gb)
+        render.render_solve(_console(), doc)
     if result.plan is None:
         raise typer.Exit(EXIT_NEGATIVE)
 

@@ -110,17 +110,22 @@ def render_model(console: Console, info: Mapping[str, Any]) -> None:
 # ----------------------------------------------------------------------------------------------
 
 _METRIC_LABELS = {
-    "ttft_s": "TTFT (max-length prompt)",
+    "ttft_s": "TTFT at load (max-length prompt)",
+    "ttft_idle_s": "TTFT idle (max-length prompt)",
     "tpot_s": "TPOT",
     "output_tokens_per_s": "output tokens/s (deployment)",
     "output_tokens_per_s_per_gpu": "output tokens/s per GPU",
     "tokens_per_s_per_user": "tokens/s per user",
+    "requests_per_s": "requests/s (deployment)",
+    "prefill_utilization": "steps carrying a prefill chunk",
     "peak_memory_gb": "peak memory per GPU",
 }
 
 
 def _metric_value(key: str, value: float) -> str:
-    if "tokens" in key:
+    if key == "prefill_utilization":
+        return f"{100 * value:.1f}%"
+    if "tokens" in key or "requests" in key:
         return fmt_rate(value)
     if key.endswith("_s"):
         return fmt_seconds(value)
@@ -131,84 +136,96 @@ def _metric_value(key: str, value: float) -> str:
 
 def render_degrees(console: Console, doc: Mapping[str, Any]) -> None:
     d = doc["degrees"]
-    t = _table(None, *d.keys(), "GPUs", "batch", right_from=0)
-    t.add_row(*(str(v) for v in d.values()), str(doc["gpus"]), str(doc["batch"]))
+    t = _table(None, *d.keys(), "GPUs", "batch", "redundant", right_from=0)
+    t.add_row(*(str(v) for v in d.values()), str(doc["gpus"]), str(doc["batch"]),
+              str(doc.get("redundant_experts", 0)))
     console.print(t)
 
 
-def render_metrics(
-    console: Console, metrics: Mapping[str, float], hbm_gb: float | None = None
-) -> None:
+def render_metrics(console: Console, metrics: Mapping[str, float],
+                   budget_gb: float | None = None) -> None:
     t = _table("Metrics", "metric", "value")
     for key, value in metrics.items():
         shown = _metric_value(key, value)
-        if key == "peak_memory_gb" and hbm_gb:
-            shown += f" of {hbm_gb:g} GB"
+        if key == "peak_memory_gb" and budget_gb:
+            shown += f" of {budget_gb:.1f} GB"
         t.add_row(_METRIC_LABELS.get(key, key), shown)
     console.print(t)
 
 
-def render_memory(console: Console, memory: Mapping[str, float]) -> None:
-    total = memory.get("total", 0.0)
-    stage = memory.get("stage")
-    t = _table(f"Memory of the fullest GPU (stage {stage})", "term", "GB", "share")
-    for key, value in memory.items():
-        if key in ("total", "stage"):
-            continue
+def render_memory(console: Console, memory: Mapping[str, Any]) -> None:
+    total = memory["total_gb"]
+    t = _table(f"Memory of the fullest GPU (stage {memory['stage']})", "term", "GB", "share")
+    for key, value in memory["terms_gb"].items():
         t.add_row(key, f"{value:.2f}", fmt_share(value, total))
     t.add_row("[bold]total[/]", f"[bold]{total:.2f}[/]", "")
     console.print(t)
+    console.print(f"engine budget {memory['budget_gb']:.2f} GB of {memory['capacity_gb']:g} GB")
 
 
 def render_time(console: Console, time: Mapping[str, Any]) -> None:
-    ttft = time["ttft"]
-    step = time["decode_step_slowest_stage"]
-    t = _table(f"Where the time goes (decode: slowest stage {time['decode_stage']})",
-               "term", "TTFT", "share", "decode step", "share")
-    keys = [k for k in dict.fromkeys([*ttft, *step]) if k != "total"]
-    for k in keys:
-        a, b = ttft.get(k, 0.0), step.get(k, 0.0)
-        t.add_row(k, fmt_seconds(a), fmt_share(a, ttft["total"]),
-                  fmt_seconds(b), fmt_share(b, step["total"]))
-    t.add_row("[bold]total[/]", f"[bold]{fmt_seconds(ttft['total'])}[/]", "",
-              f"[bold]{fmt_seconds(step['total'])}[/]", "")
+    dec, full = time["decode_step_s"], time["full_step_s"]
+    sources = time.get("sources", {})
+    t = _table(f"Where the time goes (slowest stage {time['stage']}, one scheduler step)",
+               "term", "decode step", "share", "with a prefill chunk", "share", "source")
+    dec_total, full_total = sum(dec.values()), sum(full.values())
+    for k in dict.fromkeys([*dec, *full]):
+        a, b = dec.get(k, 0.0), full.get(k, 0.0)
+        t.add_row(k, fmt_seconds(a), fmt_share(a, dec_total), fmt_seconds(b),
+                  fmt_share(b, full_total), escape(_short_source(sources.get(k, ""))))
+    t.add_row("[bold]total[/]", f"[bold]{fmt_seconds(dec_total)}[/]", "",
+              f"[bold]{fmt_seconds(full_total)}[/]", "", "")
     console.print(t)
+    tp, tt = time["tpot"], time["ttft"]
+    share = time.get("prefill_share")
+    share_text = "-" if share is None else f"{100 * share:.1f}%"
+    hop = f" + hop {fmt_seconds(tp['hop_s'])}" if tp["microbatches"] > 1 else ""
     console.print(
-        f"TPOT = {time['microbatches']} microbatch(es) × slowest stage step = "
-        f"{fmt_seconds(time['tpot'])}; one generation cycle = output_len × TPOT + prefill of the "
-        f"batch ({fmt_seconds(time['prefill_per_cycle'])}) = {fmt_seconds(time['cycle'])}"
-    )
+        f"TPOT = {tp['microbatches']} microbatch(es) × (average step "
+        f"{fmt_seconds(tp['slowest_stage_step_s'])}{hop} + step overhead "
+        f"{fmt_seconds(tp['step_overhead_s'])}) = {fmt_seconds(tp['tpot_s'])}; "
+        f"{share_text} of steps carry a prefill chunk", soft_wrap=True)
+    if tt["wait_rounds"] is not None:
+        console.print(
+            f"TTFT at load = (queue {tt['wait_rounds']:.2f} + own chunks {tt['own_chunks']:.0f}) "
+            f"rounds × {fmt_seconds(tt['round_s'])} = {fmt_seconds(tt['ttft_s'])}",
+            soft_wrap=True)
+
+
+def _short_source(text: str) -> str:
+    """``measured (aiconfigurator …: gemm fp8)`` -> ``measured``, ``roofline (mfu 0.5, …)`` ->
+    ``roofline``; the full text is in ``--json`` under ``time.sources``."""
+    for word in ("measured", "roofline", "engine constant", "two-batch overlap"):
+        if word in text:
+            return "measured + roofline" if word == "measured" and "roofline" in text else word
+    return text
 
 
 def render_stages(console: Console, stages: Sequence[Mapping[str, Any]]) -> None:
-    t = _table("Pipeline stages", "stage", "layers", "memory GB", "decode ms", "prefill ms")
+    t = _table("Pipeline stages", "stage", "layers", "memory GB", "avg step ms",
+               "full step ms")
     for i, s in enumerate(stages):
         t.add_row(str(i), f"{s['first_layer']}-{s['last_layer']}", f"{s['memory_gb']:.2f}",
-                  f"{s['decode_ms']:.3f}", f"{s['prefill_ms']:.3f}")
+                  f"{s['step_ms']:.3f}", f"{s['full_step_ms']:.3f}")
     console.print(t)
 
 
-def render_evaluation(
-    console: Console,
-    doc: Mapping[str, Any],
-    *,
-    hbm_gb: float | None = None,
-    degrees: bool = True,
-    placement_note: str = "",
-) -> None:
-    """Metrics, memory and time breakdowns and the stages of one plan (``Evaluation.to_dict()``)."""
+def render_evaluation(console: Console, doc: Mapping[str, Any], *, degrees: bool = True
+                      ) -> None:
+    """Metrics, memory and time breakdowns and the stages of one plan (an estimate document)."""
     if degrees:
         render_degrees(console, doc)
         console.print()
-    render_metrics(console, doc["metrics"], hbm_gb)
+    render_metrics(console, doc["metrics"], doc["memory"]["budget_gb"])
     console.print()
     render_memory(console, doc["memory"])
     console.print()
     render_time(console, doc["time"])
     console.print()
     render_stages(console, doc["stages"])
-    if placement_note:
-        console.print(f"expert placement: {escape(placement_note)}")
+    console.print(f"expert placement: {escape(doc['placement'])}; expert load: "
+                  f"{escape(doc['expert_load'])}; kernel data: {escape(doc['calibration'])}",
+                  soft_wrap=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -217,7 +234,7 @@ def render_evaluation(
 
 
 def render_report(console: Console, report: Mapping[str, Any]) -> None:
-    """Violations, notes and the verdict (``Report.to_dict()``)."""
+    """Violations, notes and the verdict (a verify document)."""
     for v in report["violations"]:
         console.print(f"[red]{escape('[' + v['rule'] + ']')}[/] {escape(v['message'])}",
                       soft_wrap=True)
@@ -281,7 +298,20 @@ def render_solve_header(console: Console, doc: Mapping[str, Any]) -> None:
         line += f" by {escape(doc['solver'])}"
     console.print(line)
     if doc.get("tie_breaks"):
-        console.print(escape("objective: " + ", then ".join(doc["tie_breaks"])))
+        proved = set(doc.get("tie_breaks_proved") or ())
+        parts = [t + ("" if t in proved or status != "OPTIMAL" else " (not proved)")
+                 for t in doc["tie_breaks"]]
+        console.print(escape("objective: " + ", then ".join(parts)))
+    space = doc.get("search_space") or {}
+    if space:
+        items = ", ".join(f"{k} {v}" if isinstance(v, str) else f"{k} = {v}"
+                          for k, v in space.items())
+        label = "OPTIMAL within" if status == "OPTIMAL" else "searched"
+        console.print(escape(f"{label}: {items}"), soft_wrap=True)
+    if doc.get("expert_load"):
+        console.print(escape(f"expert load: {doc['expert_load']}"), soft_wrap=True)
+    if doc.get("advice"):
+        console.print(f"[yellow]{escape(doc['advice'])}[/]", soft_wrap=True)
 
 
 def _share(x: float) -> str:
@@ -331,16 +361,18 @@ def render_explanation(console: Console, explanation: Mapping[str, Any] | None) 
         console.print(t)
 
 
-def render_solve(console: Console, doc: Mapping[str, Any], hbm_gb: float | None = None) -> None:
+def render_solve(console: Console, doc: Mapping[str, Any]) -> None:
     """Everything ``moeplan solve`` prints for a person, from its ``--json`` document."""
     render_solve_header(console, doc)
     console.print()
-    if doc.get("metrics") is None:
-        render_explanation(console, doc.get("explanation"))
+    estimate = doc.get("estimate")
+    if estimate is None:
+        if doc["status"] == "INFEASIBLE" or doc.get("explanation"):
+            render_explanation(console, doc.get("explanation"))
         return
-    render_degrees(console, doc)
+    render_degrees(console, estimate)
     console.print()
-    render_evaluation(console, doc, hbm_gb=hbm_gb, degrees=False)
+    render_evaluation(console, estimate, degrees=False)
     if doc.get("experts"):
         console.print()
         render_experts(console, doc["experts"])

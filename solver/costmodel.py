@@ -1,31 +1,35 @@
-"""The one cost model: memory per GPU, prefill (TTFT), decode step (TPOT) and throughput.
+"""The one cost model: per-layer time of an engine's scheduler step, and memory per GPU.
 
-A roofline model: every operation takes ``max(FLOPs / (peak · MFU), bytes / (HBM bw · efficiency))``
-and every collective ``hops · latency + bytes / (link bw · efficiency)``. No plan can report more
-FLOPs or bytes per second than the hardware's peak times its efficiency. Formulas, units and
-sources are in ``docs/cost-model.md``; this module is their only implementation.
+An aggregated engine with continuous batching and chunked prefill (vLLM, SGLang, TensorRT-LLM)
+runs *scheduler steps*. In a step, each attention-DP rank of each pipeline microbatch advances its
+``s`` decoding sequences by one token and may add a chunk of prefill tokens, up to the engine's
+token budget ``N`` (``max_num_batched_tokens``). The model prices three kinds of step, per layer,
+on one GPU, as arrays over ``s = 1..S``:
 
-The model is evaluated per layer, then per pipeline stage. Times are integers in nanoseconds
-(:data:`TIME_RESOLUTION_S`) and memory is integer bytes, rounded up per layer, so that the
-estimator, the verifier, the exhaustive reference search and the CP-SAT planner compare exactly
-the same integers and never disagree on a plan at the edge of a target.
+- ``decode``: ``s`` decode tokens, no prefill;
+- ``full``: ``s`` decode tokens plus a full chunk of ``N - s`` prefill tokens of a typical prompt;
+- ``full_max``: the same with the chunk taken from a maximum-length prompt (TTFT);
 
-Conventions (see docs/cost-model.md for why):
-- TTFT: one *prefill wave* on an idle instance: each attention-DP rank prefills one request of the
-  maximum input length, all ``dp`` requests together, through every stage in turn.
-- TPOT: steady-state decode with ``pp`` microbatches of ``ceil(batch / pp)`` sequences in flight;
-  a microbatch advances one token every ``pp · (slowest stage + hop)``.
-- Throughput: each of the ``batch`` sequences prefills a typical-length input and then emits
-  ``output_len`` tokens; prefill waves are assumed to pipeline perfectly across stages.
+:mod:`solver.timing` turns them into TPOT, TTFT and rates. Everything a layer does is a term:
+projections and dense FFN (GEMMs), attention core, routed experts (grouped GEMM of the busiest
+expert-parallel rank), expert-parallel dispatch/combine, tensor- and context-parallel
+communication, and the part of the dispatch that two-batch overlap hides. Each term's time comes
+from :class:`solver.kernels.Kernels` (measured efficiency curves, or the roofline), and the term
+remembers which. Times are seconds in the terms and integer nanoseconds once summed per layer
+(rounded up); memory is integer bytes. Formulas and sources: docs/cost-model.md.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from fractions import Fraction
 from functools import cached_property
 
+import numpy as np
+
+from solver import timing
+from solver.kernels import Kernels, Link, math_precision, weight_format
+from solver.loads import LOAD_RESOLUTION
 from solver.params import (
     LayerParams,
     embedding_params,
@@ -33,490 +37,497 @@ from solver.params import (
     layer_params,
     lm_head_params,
 )
-from solver.schema import (
-    BYTES_PER_ELEMENT,
-    Degrees,
-    HardwareSpec,
-    ModelSpec,
-    Workload,
-    ceil_div,
-)
+from solver.schema import BYTES_PER_ELEMENT, Grid, Instance, ceil_div
 
-#: Times are integer nanoseconds.
-TIME_RESOLUTION_S = 1e-9
-NS_PER_S = 1_000_000_000
+NS_PER_S = timing.NS_PER_S
 #: Memory is integer bytes; GB in reports are 1e9 bytes.
 BYTES_PER_GB = 1_000_000_000
 
-#: Where a GPU lists no rate for a precision, GEMMs run at the first precision of its chain that it
-#: does list: MXFP4 experts on H100 run as FP8 GEMMs, FP8 on A100 as BF16 (never at the int8 rate:
-#: integer units cannot do floating-point math).
-_RATE_FALLBACK: dict[str, tuple[str, ...]] = {
-    "mxfp4": ("mxfp4", "fp4", "fp8", "bf16", "fp16", "fp32"),
-    "fp4": ("fp4", "mxfp4", "fp8", "bf16", "fp16", "fp32"),
-    "int4": ("int4", "int8", "fp16", "bf16", "fp32"),
-    "fp8": ("fp8", "bf16", "fp16", "fp32"),
-    "int8": ("int8", "fp16", "bf16", "fp32"),
-    "bf16": ("bf16", "fp16", "fp32"),
-    "fp16": ("fp16", "bf16", "fp32"),
-    "fp32": ("fp32", "bf16", "fp16"),
-}
-
-#: Activations a layer keeps live at once during prefill, in units of ``hidden`` per token:
-#: residual stream, normed input, attention output and one spare for fused kernels.
+#: Activations a layer keeps live at once, in units of ``hidden`` per token: residual stream,
+#: normed input, attention output and one spare for fused kernels.
 WORKSPACE_HIDDEN_TENSORS = 4
 #: Each sampled position keeps its logits in FP32.
 LOGIT_BYTES = 4
+#: FP8 dispatch carries one FP32 scale per 128 elements (DeepEP's per-token, per-128 scaling).
+FP8_SCALE_BYTES_PER_ELEMENT = 4 / 128
 
-
-def effective_tflops(hw: HardwareSpec, precision: str) -> float:
-    """Peak dense TFLOPS at ``precision`` (or its fallback, see ``_RATE_FALLBACK``) times MFU.
-    A GPU listing none of the chain runs at its slowest listed rate."""
-    for p in _RATE_FALLBACK[precision]:
-        if p in hw.peak_tflops:
-            return hw.peak_tflops[p] * hw.mfu
-    return min(hw.peak_tflops.values()) * hw.mfu
-
-
-def seconds_to_ns_floor(seconds: float) -> int:
-    """The largest integer ns not above ``seconds`` (exact: floats are converted as rationals)."""
-    return math.floor(Fraction(seconds) * NS_PER_S)
-
-
-def rate_meets(tokens: int, ns: int, gpus: int, min_rate: float) -> bool:
-    """Exactly: ``tokens / (ns · 1e-9) / gpus >= min_rate``."""
-    return Fraction(tokens * NS_PER_S) >= Fraction(min_rate) * ns * gpus
-
-
-def replicas_needed(tokens: int, ns: int, min_total_rate: float) -> int:
-    """Fewest instances whose summed rate ``tokens / ns`` reaches ``min_total_rate`` tokens/s."""
-    need = Fraction(min_total_rate) * ns / (tokens * NS_PER_S)
-    return max(1, math.ceil(need))
-
-
-# ----------------------------------------------------------------------------------------------
-# Per-layer costs
-# ----------------------------------------------------------------------------------------------
+#: Terms whose time two-batch overlap can hide expert-parallel communication behind.
+COMPUTE_TERMS = ("attn_proj", "attn_core", "ffn_dense", "moe_experts")
+STEPS = ("decode", "full", "full_max")
 
 
 @dataclass(frozen=True)
-class Roofline:
-    """Effective rates of one GPU, in FLOP/s and byte/s."""
+class HotRank:
+    """The busiest expert-parallel rank of one MoE layer: its share of the layer's routed token
+    copies (``units / LOAD_RESOLUTION``) and the expert slots it holds."""
 
-    weight_flops: float
-    expert_flops: float
-    attn_flops: float
-    hbm_bytes_s: float
+    units: int
+    slots: int
 
-    def op(self, flops: float, bytes_: float, rate: float) -> float:
-        return max(flops / rate, bytes_ / self.hbm_bytes_s)
-
-
-@dataclass(frozen=True)
-class Links:
-    """Bandwidth (byte/s, after efficiency) and latency (s) of the link a group uses."""
-
-    bw: float
-    lat: float
-
-    def all_reduce(self, bytes_: float, p: int) -> float:
-        """Ring all-reduce: 2(p-1) steps, each moving bytes/p."""
-        if p <= 1:
-            return 0.0
-        return 2 * (p - 1) * self.lat + 2 * (p - 1) / p * bytes_ / self.bw
-
-    def all_to_all(self, recv_bytes: float, p: int) -> float:
-        """One all-to-all: every peer sends at once; the busiest receiver bounds the time."""
-        if p <= 1:
-            return 0.0
-        return self.lat + recv_bytes / self.bw
-
-    def ring(self, bytes_per_step: float, steps: int) -> float:
-        return steps * (self.lat + bytes_per_step / self.bw)
-
-    def p2p(self, bytes_: float) -> float:
-        return self.lat + bytes_ / self.bw
+    @property
+    def share(self) -> float:
+        return self.units / LOAD_RESOLUTION
 
 
 @dataclass(frozen=True)
 class LayerCost:
-    """One layer's cost on one GPU of its stage. Integers are what plans are judged by; ``terms``
-    (seconds) explain them."""
+    """One layer on one GPU of a grid, over ``s = 1..len(avg_ns)`` decoding sequences per
+    attention-DP rank and microbatch."""
 
     weight_bytes: int
-    kv_bytes: int
-    prefill_ns: int
-    prefill_typical_ns: int
-    decode_ns: int
-    prefill_terms: dict[str, float] = field(default_factory=dict)
-    decode_terms: dict[str, float] = field(default_factory=dict)
+    kv_seq_bytes: int  # one sequence at the mean context
+    kv_max_bytes: int  # one sequence at the maximum context
+    avg_ns: np.ndarray  # int64: the average scheduler step (timing.prefill_share mixes the two)
+    full_max_ns: np.ndarray  # int64: a step carrying a full chunk of a maximum-length prompt
+    terms: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # step -> term -> s
 
     @property
-    def mem_bytes(self) -> int:
-        return self.weight_bytes + self.kv_bytes
+    def decode_ns(self) -> np.ndarray:
+        return to_ns(sum(self.terms["decode"].values()))
 
 
 @dataclass(frozen=True)
 class StageExtras:
-    """Costs that belong to a stage rather than a layer."""
+    """Costs that belong to a stage rather than a layer, over the same ``s`` axis."""
 
-    first_weight_bytes: int  # embedding
-    last_weight_bytes: int  # LM head (+ final norm)
-    every_bytes: int  # activation workspace + comm buffers + runtime reserve
-    last_bytes: int  # logits
-    first_prefill_ns: int
-    last_prefill_ns: int
-    first_prefill_typical_ns: int
-    last_prefill_typical_ns: int
-    first_decode_ns: int
-    last_decode_ns: int
-    hop_prefill_ns: int
-    hop_prefill_typical_ns: int
-    hop_decode_ns: int
+    first_avg_ns: np.ndarray  # embedding lookup
+    last_avg_ns: np.ndarray  # LM head
+    first_full_ns: np.ndarray
+    last_full_ns: np.ndarray
+    hop_avg_ns: np.ndarray  # one pipeline hop of the step's activations
+    hop_full_ns: np.ndarray
+    mem_first: int  # embedding
+    mem_last: np.ndarray  # LM head + logits of the decode rows, bytes over s
+    mem_every: int  # activation workspace + MoE buffers + comm buffers + runtime reserve
     memory_terms: dict[str, int] = field(default_factory=dict)
+    terms: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
-def _ceil_ns(seconds: float) -> int:
-    return math.ceil(seconds * NS_PER_S - 1e-6)  # tolerate float noise on exact integers
+def to_ns(seconds: np.ndarray) -> np.ndarray:
+    """Seconds to integer nanoseconds, rounded up (tolerating float noise on exact integers)."""
+    return np.ceil(np.asarray(seconds, dtype=np.float64) * NS_PER_S - 1e-6).astype(np.int64)
+
+
+def expected_touched(slots: int, assignments: np.ndarray) -> np.ndarray:
+    """Expected distinct experts among ``slots`` that ``assignments`` routed token copies touch,
+    each copy picking a slot uniformly: ``slots · (1 − (1 − 1/slots)^n)``; never above ``slots``
+    nor ``n``."""
+    n = np.asarray(assignments, dtype=np.float64)
+    if slots <= 0:
+        return np.zeros_like(n)
+    if slots == 1:
+        return np.minimum(1.0, n)
+    touched = slots * (1.0 - np.power(1.0 - 1.0 / slots, n))
+    return np.minimum(np.minimum(float(slots), touched), n)
+
+
+def distinct_of(groups: int, picks: int) -> float:
+    """Expected distinct groups among ``picks`` uniform picks over ``groups``."""
+    if groups <= 1:
+        return 1.0
+    return groups * (1.0 - (1.0 - 1.0 / groups) ** picks)
 
 
 class CostModel:
-    """The cost model bound to one model, GPU type and workload. Cheap to build; per-layer costs
-    are cached by everything they depend on."""
+    """The cost model bound to one instance (model, GPU, workload, engine). Per-layer arrays are
+    cached by everything they depend on."""
 
-    def __init__(self, model: ModelSpec, hw: HardwareSpec, workload: Workload):
-        self.model = model
-        self.hw = hw
-        self.workload = workload
-        self.w_bytes = BYTES_PER_ELEMENT[model.weight_precision]
-        self.e_bytes = BYTES_PER_ELEMENT[model.expert_weight_precision]
-        self.a_bytes = BYTES_PER_ELEMENT[model.activation_precision]
-        self.kv_elem_bytes = BYTES_PER_ELEMENT[model.kv_precision]
-        self.roof = Roofline(
-            weight_flops=effective_tflops(hw, model.weight_precision) * 1e12,
-            expert_flops=effective_tflops(hw, model.expert_weight_precision) * 1e12,
-            attn_flops=effective_tflops(hw, model.activation_precision) * 1e12,
-            hbm_bytes_s=hw.hbm_tb_s * 1e12 * hw.hbm_efficiency,
-        )
-        self.intra = Links(hw.intra_node_gb_s * 1e9 * hw.comm_efficiency,
-                           hw.intra_node_latency_us * 1e-6)
-        self.inter = Links(hw.inter_node_gb_s * 1e9 * hw.comm_efficiency,
-                           hw.inter_node_latency_us * 1e-6)
-        self.layers: list[LayerParams] = [layer_params(model, i) for i in range(model.num_layers)]
+    def __init__(self, instance: Instance, calibration: bool = True):
+        m, hw, wl, eng = instance.model, instance.hardware, instance.workload, instance.engine
+        self.model, self.hw, self.workload, self.engine = m, hw, wl, eng
+        self.k = Kernels(hw, calibration)
+        self.w_bytes = BYTES_PER_ELEMENT[m.weight_precision]
+        self.e_bytes = BYTES_PER_ELEMENT[m.expert_weight_precision]
+        self.a_bytes = BYTES_PER_ELEMENT[m.activation_precision]
+        self.w_math = math_precision(hw, m.weight_precision, m.activation_precision)
+        self.e_math = math_precision(hw, m.expert_weight_precision, m.activation_precision)
+        self.attn_math = math_precision(hw, m.activation_precision, m.activation_precision)
+        block = m.weight_block_size
+        self.w_fmt = weight_format(hw, m.weight_precision, block, m.activation_precision)
+        self.e_fmt = weight_format(hw, m.expert_weight_precision,
+                                   block if m.expert_precision in (None, m.weight_precision)
+                                   else None, m.activation_precision)
+        a = m.attention
+        kv = "fp8" if m.kv_precision == "fp8" else "bf16"
+        act = "fp8" if m.activation_precision == "fp8" else "bf16"
+        self.decode_attn_key = f"attention.generation.{a.kind}.kv{kv}"
+        self.prefill_attn_key = (f"attention.context.mla.kv{kv}.by_isl" if a.kind == "mla"
+                                 else f"attention.context.gqa.{act}_kv{kv}.by_isl")
+        # Kernel calls of the weight GEMMs per layer: fused QKV + output projection (GQA); MLA's
+        # fused down-projections, q up-projection, absorbed KV up/down bmm and output.
+        self.attn_gemm_calls = 4 if a.kind == "mla" else 2
+        self.budget = eng.token_budget
+        #: Length of the per-layer arrays: every s a plan can have (below the prefill queue's
+        #: limit and the batch range).
+        self.s_span = max(1, min(timing.max_stable_s(wl.input_len, wl.output_len, self.budget),
+                                 wl.batch_bounds[1]))
+        #: Bytes per GPU the engine may allocate: its memory-utilisation fraction of HBM.
+        self.memory_budget = math.floor(eng.memory_fraction * hw.hbm_gb * BYTES_PER_GB)
+        self.overhead_ns = math.ceil(eng.overhead_us * 1000)
+        self.two_batch = eng.overlap == "two_batch"
+        self.dispatch_bytes = (1.0 + FP8_SCALE_BYTES_PER_ELEMENT
+                               if eng.dispatch_precision == "fp8" else self.a_bytes)
+        self.layers: list[LayerParams] = [layer_params(m, i) for i in range(m.num_layers)]
         self.moe = [lp.num_experts > 0 for lp in self.layers]
-        sliding = set(model.attention.sliding_layers)
-        self.window = [model.attention.sliding_window if i in sliding else None
-                       for i in range(model.num_layers)]
-        self.kv_token = [kv_bytes_per_token_per_layer(model, i) for i in range(model.num_layers)]
-        # Layers with equal parameters, window and KV size cost the same: one "kind" each.
+        sliding = set(m.attention.sliding_layers)
+        self.window = [m.attention.sliding_window if i in sliding else None
+                       for i in range(m.num_layers)]
+        self.kv_token = [kv_bytes_per_token_per_layer(m, i) for i in range(m.num_layers)]
         kinds: dict[tuple, int] = {}
         self.kind = [kinds.setdefault((self.moe[i], self.window[i], self.layers[i],
                                        self.kv_token[i]), len(kinds))
-                     for i in range(model.num_layers)]
+                     for i in range(m.num_layers)]
         self.has_dense_ffn = any(lp.dense_ffn for lp in self.layers)
-        self._layer_cache: dict[tuple, LayerCost] = {}
-        self._static_cache: dict[tuple, tuple] = {}
-        self._decode_cache: dict[tuple, dict[str, float]] = {}
+        self._cache: dict[tuple, LayerCost] = {}
+        self._extras_cache: dict[tuple, StageExtras] = {}
 
-    # -- layout -------------------------------------------------------------------------------
+    # -- layout ---------------------------------------------------------------------------------
 
-    def link(self, group_span: int) -> Links:
-        """Link of a group whose ranks are ``group_span`` consecutive GPUs: intra-node when the
-        span tiles nodes exactly (every group then sits inside one node)."""
+    def link(self, span: int) -> Link:
+        """Link of a group of ``span`` consecutive GPUs: intra-node when the span tiles nodes
+        exactly (every such group then sits inside one node), otherwise inter-node."""
         gpn = self.hw.gpus_per_node
-        return self.intra if group_span <= gpn and gpn % group_span == 0 else self.inter
+        return self.k.intra if span <= gpn and gpn % span == 0 else self.k.inter
 
-    # -- attention geometry -------------------------------------------------------------------
+    def token_sets(self, g: Grid) -> int:
+        """Distinct token sets inside one MoE group of ``etp·ep`` GPUs: tokens are replicated
+        over a TP group, so a group nested inside one TP group holds one set and a group of
+        ``n`` TP groups holds ``n`` (the rules require the two to nest)."""
+        span = g.etp * g.ep
+        return span // g.tp if span % g.tp == 0 else 1
+
+    # -- attention geometry ---------------------------------------------------------------------
 
     @cached_property
     def _kv_proj_params(self) -> int:
         a, h = self.model.attention, self.model.hidden_size
         if a.kind != "gqa":
             return 0
-        n = 2 * h * a.num_kv_heads * a.head_dim
-        return n + (2 * a.num_kv_heads * a.head_dim if a.bias else 0)
+        return 2 * h * a.num_kv_heads * a.head_dim + (2 * a.num_kv_heads * a.head_dim
+                                                      if a.bias else 0)
 
     def kv_shard(self, tp: int) -> int:
         """GPUs a layer's KV cache is split over inside a TP group: GQA shards KV heads over
-        ``min(tp, kv_heads)`` (heads are replicated beyond), MLA's latent is replicated."""
+        ``min(tp, kv_heads)`` (replicated beyond), MLA's latent is replicated."""
         a = self.model.attention
         return min(tp, a.num_kv_heads) if a.kind == "gqa" else 1
 
-    def attn_weight_params_per_gpu(self, lp: LayerParams, tp: int) -> float:
+    def attn_params_per_gpu(self, lp: LayerParams, tp: int) -> float:
         kv = self._kv_proj_params
         return (lp.attn_sharded - kv) / tp + kv / self.kv_shard(tp) + lp.attn_replicated
 
-    def _attn_core_flops_per_pair(self, tp: int) -> float:
-        """FLOPs of one (query, key) pair across this GPU's heads: QK^T and PV, 2 FLOPs/MAC."""
+    def dense_params_per_gpu(self, lp: LayerParams, tp: int) -> float:
+        """Dense FFN, shared experts (TP-sharded) and the router (replicated) on one GPU."""
+        return lp.dense_ffn / tp + lp.shared / tp + lp.router
+
+    def _attn_flops_per_pair(self, tp: int) -> float:
+        """FLOPs of one (query, key) pair over this GPU's heads in prefill: QKᵀ and PV."""
         a = self.model.attention
         heads = a.num_heads / tp
         if a.kind == "mla":
             return 2 * heads * (a.qk_head_dim + a.v_head_dim)
-        return 2 * heads * (2 * a.head_dim)
+        return 2 * heads * 2 * a.head_dim
 
-    def _attn_decode_flops_per_key(self, tp: int) -> float:
+    def _attn_flops_per_key(self, tp: int) -> float:
+        """FLOPs of one decode (query, key) pair; MLA attends in the latent space (absorbed)."""
         a = self.model.attention
         heads = a.num_heads / tp
-        if a.kind == "mla":  # weight-absorbed MLA attends in the latent space
+        if a.kind == "mla":
             return 2 * heads * (2 * a.kv_lora_rank + a.qk_rope_head_dim)
-        return 2 * heads * (2 * a.head_dim)
+        return 2 * heads * 2 * a.head_dim
 
-    def _params_per_gpu(self, lp: LayerParams, tp: int) -> tuple[float, float]:
-        """Attention params, and dense FFN + shared experts + router params, on one GPU."""
-        return (self.attn_weight_params_per_gpu(lp, tp),
-                lp.dense_ffn / tp + lp.shared / tp + lp.router)
+    def _context(self, layer: int, ctx: int) -> int:
+        w = self.window[layer]
+        return ctx if w is None else min(ctx, w)
 
-    def _weight_gemms(self, tokens: float, attn_params: float, dense_params: float
-                      ) -> dict[str, float]:
-        """The attention projections and the dense FFN/shared experts over ``tokens`` tokens:
-        each reads its weights once and streams the activations."""
-        act = tokens * self.model.hidden_size * self.a_bytes
-        return {
-            "attn_proj": self.roof.op(2 * tokens * attn_params,
-                                      attn_params * self.w_bytes + 4 * act,
-                                      self.roof.weight_flops),
-            "ffn_dense": self.roof.op(2 * tokens * dense_params,
-                                      dense_params * self.w_bytes + 2 * act,
-                                      self.roof.weight_flops),
-        }
+    # -- one layer, one step --------------------------------------------------------------------
 
-    def _moe_terms(self, lp: LayerParams, routed: float, hot_slots: int, etp: int, ep: int
-                   ) -> dict[str, float]:
-        """The busiest GPU's expert GEMMs over ``routed`` token assignments (reading only the
-        experts they touch) and the dispatch/combine that brings the tokens."""
-        touched = expected_touched(hot_slots, routed)
-        act_bytes = 2 * routed * self.model.hidden_size * self.a_bytes
-        return {
-            "moe_experts": self.roof.op(2 * routed * lp.expert / etp,
-                                        touched * lp.expert / etp * self.e_bytes + act_bytes,
-                                        self.roof.expert_flops),
-            "ep_comm": self.moe_dispatch_combine(routed, etp, ep),
-        }
+    def layer_terms(self, layer: int, g: Grid, hot: HotRank | None, n_dec: np.ndarray,
+                    n_pf: np.ndarray, pairs_per_pf_token: np.ndarray | float, *,
+                    splits: int | None = None) -> dict[str, np.ndarray]:
+        """Seconds per term of one step of ``layer`` on one GPU, with ``n_dec`` decode and
+        ``n_pf`` prefill tokens per attention-DP rank; a prefill token attends to
+        ``pairs_per_pf_token`` keys on average. ``splits`` overrides how many micro-batches the
+        step runs as (two with two-batch overlap on an expert-parallel MoE layer)."""
+        m, wl = self.model, self.workload
+        lp = self.layers[layer]
+        h = m.hidden_size
+        tp, cp = g.tp, g.cp
+        n_dec = np.asarray(n_dec, dtype=np.float64)
+        n_pf = np.asarray(n_pf, dtype=np.float64)
+        if splits is None:
+            splits = 2 if self.two_batch and lp.num_experts and g.ep * g.etp > 1 else 1
+        dec, pf = n_dec / splits, n_pf / splits  # one micro-batch of two-batch overlap
+        tokens = dec + pf / cp  # through this GPU's projections
+        attn_p = self.attn_params_per_gpu(lp, tp)
+        dense_p = self.dense_params_per_gpu(lp, tp)
+        t: dict[str, np.ndarray] = {}
+        t["attn_proj"] = splits * self.k.gemm(tokens, attn_p, self.w_bytes, self.a_bytes,
+                                              2 * h, self.w_math, self.w_fmt,
+                                              self.attn_gemm_calls)
+        # attention core: decode reads every key of its sequences; prefill attends causally
+        keys = ceil_div(self._context(layer, wl.mean_context), cp)
+        kv_tok = self.kv_token[layer] / self.kv_shard(tp)
+        dec_flops = dec * keys * self._attn_flops_per_key(tp)
+        dec_bytes = dec * keys * kv_tok + 2 * dec * h * self.a_bytes
+        pairs = pf * np.asarray(pairs_per_pf_token, dtype=np.float64) / cp
+        pf_flops = pairs * self._attn_flops_per_pair(tp)
+        ppt = np.asarray(pairs_per_pf_token, dtype=np.float64)
+        pf_bytes = (pf / cp) * (kv_tok + 2 * h * self.a_bytes) + np.where(pf > 0, ppt, 0) \
+            / cp * kv_tok  # the chunk's prefix KV, streamed once per chunk
+        t["attn_core"] = splits * (
+            self.k.attention(self.decode_attn_key, dec_flops, dec_bytes, dec * keys * kv_tok,
+                             self.attn_math)
+            + self.k.attention(self.prefill_attn_key, pf_flops, pf_bytes, 2 * ppt,
+                               self.attn_math))
+        ffn_calls = (2 if lp.dense_ffn else 0) + (2 if lp.shared else 0) + (1 if lp.router
+                                                                           else 0)
+        t["ffn_dense"] = splits * self.k.gemm(tokens, dense_p, self.w_bytes, self.a_bytes,
+                                              2 * h, self.w_math, self.w_fmt, ffn_calls) \
+            if dense_p else 0 * tokens
+        if lp.num_experts:
+            assert hot is not None
+            moe_tokens = (dec + pf) / cp  # distinct tokens per GPU entering the MoE block
+            # DeepEP's low-latency kernels serve decode-only steps, its normal kernels prefill
+            t.update(self._moe_terms(lp, g, hot, moe_tokens, splits,
+                                     "normal" if np.any(n_pf > 0) else "ll"))
+        act = tokens * h * self.a_bytes
+        # two residual adds + RMSNorms per layer (and Q/K norms): read two streams, write one
+        norm_calls = 2 + (2 if self.model.attention.qk_norm else 0)
+        t["norms"] = splits * self.k.elementwise(norm_calls * 3 * act, norm_calls)
+        t["tp_comm"] = splits * 2 * self.k.all_reduce(act, tp, self.link(tp))
+        if cp > 1:
+            cp_link = self.link(tp * cp)
+            kv_block = (pf / cp) * kv_tok
+            ring = (cp - 1) * self.k.p2p(kv_block + dec * h * self.a_bytes, cp_link)
+            t["cp_comm"] = splits * ring
+        if splits > 1:
+            compute = sum(t[k] for k in COMPUTE_TERMS if k in t)
+            t["overlap"] = -np.minimum(t["ep_comm"], compute)
+        return t
 
-    def moe_dispatch_combine(self, routed: float, etp: int, ep: int) -> float:
-        """Dispatch tokens to, and combine outputs from, the ``etp·ep`` GPUs that hold a slice of
-        the experts: every GPU receives each token assignment of its EP rank (each ``etp`` slice
-        must see every token), all but the ``1/(etp·ep)`` that start on it; the combine moves
-        the same volume back (reduce-scatter of the slices' partial sums)."""
-        group = etp * ep
-        if group <= 1:
-            return 0.0
-        recv = routed * self.model.hidden_size * self.a_bytes * (group - 1) / group
-        return 2 * self.link(group).all_to_all(recv, group)
+    def _moe_terms(self, lp: LayerParams, g: Grid, hot: HotRank, moe_tokens: np.ndarray,
+                   splits: int, mode: str) -> dict[str, np.ndarray]:
+        """The busiest GPU's expert GEMMs and the dispatch/combine that brings its tokens."""
+        m = self.model
+        h, k = m.hidden_size, lp.top_k
+        sets = self.token_sets(g)
+        # token copies routed to the busiest EP rank; each of its etp slices computes all of them
+        routed = sets * moe_tokens * k * hot.share
+        touched = expected_touched(hot.slots, routed)
+        width = m.expert_ffn_width / g.etp
+        out = {"moe_experts": splits * self.k.grouped_gemm(
+            routed, touched, lp.expert / g.etp, self.e_bytes, self.a_bytes, 2 * h + width,
+            self.e_math, self.e_fmt)}
+        out["ep_comm"] = splits * self._dispatch_combine(g, routed, k, sets, mode)
+        return out
 
-    @staticmethod
-    def causal_pairs(seq: int, window: int | None) -> float:
-        """(query, key) pairs of causal attention over ``seq`` tokens, optionally windowed."""
-        if window is None or window >= seq:
-            return seq * (seq + 1) / 2
-        return window * (window + 1) / 2 + (seq - window) * window
+    def _dispatch_combine(self, g: Grid, routed: np.ndarray, k: int, sets: int, mode: str
+                          ) -> np.ndarray:
+        """Dispatch (in the engine's dispatch precision) and combine (BF16) of the token copies
+        that leave their rank: copies reach a rank once per token (deduplicated, as DeepEP
+        sends them), and the ``1/sets`` that start in the rank's own TP group never move.
+        Groups spanning nodes send each token once per remote node over RDMA, then forward
+        over NVLink (DeepEP's internode kernels); the two run concurrently."""
+        if sets <= 1:
+            return np.zeros_like(routed)
+        h = self.model.hidden_size
+        per_token_ranks = distinct_of(g.ep, k)
+        arriving = routed * (per_token_ranks / k) * (sets - 1) / sets
+        span, gpn = g.etp * g.ep, self.hw.gpus_per_node
+        total = 0.0
+        for phase, elem_bytes in (("dispatch", self.dispatch_bytes), ("combine", self.a_bytes)):
+            nvlink = arriving * h * elem_bytes
+            if span <= gpn:
+                total = total + self.k.all_to_all(nvlink, self.link(span), mode, phase)
+                continue
+            nodes = ceil_div(span, gpn)
+            sets_per_node = max(1, gpn // g.tp)
+            remote_share = (sets - sets_per_node) / (sets - 1)
+            rdma = nvlink * remote_share * (distinct_of(nodes, k) / per_token_ranks)
+            total = total + np.maximum(self.k.all_to_all(rdma, self.k.inter, mode, phase),
+                                       self.k.all_to_all(nvlink, self.k.intra, mode, phase))
+        return total
 
-    # -- one layer ----------------------------------------------------------------------------
+    # -- one layer over s -----------------------------------------------------------------------
 
-    def layer_cost(
-        self,
-        layer: int,
-        d: Degrees,
-        batch: int,
-        hottest_units: int = 0,
-        load_resolution: int = 1,
-        hot_slots: int = 0,
-    ) -> LayerCost:
-        """Cost of ``layer`` on one GPU. For MoE layers, ``hottest_units / load_resolution`` is the
-        fraction of the layer's routed tokens that its busiest EP rank receives and
-        ``hot_slots`` the expert slots that rank holds.
-
-        Memory and prefill do not depend on ``pp``; decode depends on it only through the
-        microbatch size. Both halves are cached by what they depend on."""
-        kind = self.kind[layer]
+    def layer_cost(self, layer: int, g: Grid, hot: HotRank | None, s_max: int) -> LayerCost:
+        """``layer`` on one GPU of grid ``g`` for ``s = 1..S`` with ``S >= s_max`` (one array
+        length per instance, so every pipeline depth and batch of a stage grid shares one
+        evaluation; values do not depend on the length). MoE layers need ``hot``."""
         if not self.moe[layer]:
-            hottest_units, load_resolution, hot_slots = 0, 1, 0
-        grid = (d.tp, d.cp, d.dp, d.ep, d.etp, d.edp)
-        micro = ceil_div(batch, d.pp)
-        key = (kind, grid, batch, micro, hottest_units, load_resolution, hot_slots)
-        hit = self._layer_cache.get(key)
-        if hit is not None:
+            hot = None
+        key = (self.kind[layer], g.tp, g.cp, g.dp, g.ep, g.etp, g.edp, hot)
+        hit = self._cache.get(key)
+        if hit is not None and len(hit.avg_ns) >= s_max:
             return hit
-        hot = hottest_units / load_resolution
-        skey = (kind, grid, batch, hottest_units, load_resolution, hot_slots)
-        static = self._static_cache.get(skey)
-        if static is None:
-            static = self._static_cost(layer, d, batch, hot, hot_slots)
-            self._static_cache[skey] = static
-        dkey = (kind, grid, micro, hottest_units, load_resolution, hot_slots)
-        decode = self._decode_cache.get(dkey)
-        if decode is None:
-            decode = self._decode_cost(layer, d, micro, hot, hot_slots)
-            self._decode_cache[dkey] = decode
-        weight_bytes, kv_bytes, pf, pf_typ = static
+        s_max = max(s_max, self.s_span)
+        wl = self.workload
+        s = np.arange(1, s_max + 1, dtype=np.float64)
+        chunk = np.maximum(self.budget - s, 0.0)
+        pairs_typ = (wl.input_len + 1) / 2
+        pairs_max = (wl.max_input + 1) / 2
+        terms = {
+            "decode": self.layer_terms(layer, g, hot, s, 0 * s, 0.0),
+            "full": self.layer_terms(layer, g, hot, s, chunk, pairs_typ),
+            "full_max": self.layer_terms(layer, g, hot, s, chunk, pairs_max),
+        }
+        share = timing.prefill_share(s, wl.input_len, wl.output_len, self.budget)
+        dec = sum(terms["decode"].values())
+        full = sum(terms["full"].values())
+        avg = np.where(share < 1, share * full + (1 - share) * dec, np.inf)
         cost = LayerCost(
-            weight_bytes=weight_bytes,
-            kv_bytes=kv_bytes,
-            prefill_ns=_ceil_ns(sum(pf.values())),
-            prefill_typical_ns=_ceil_ns(sum(pf_typ.values())),
-            decode_ns=_ceil_ns(sum(decode.values())),
-            prefill_terms=pf,
-            decode_terms=decode,
+            *self._layer_memory(layer, g, hot),
+            avg_ns=_to_ns_or_inf(non_decreasing(avg)),
+            full_max_ns=to_ns(non_decreasing(sum(terms["full_max"].values()))),
+            terms=terms,
         )
-        self._layer_cache[key] = cost
+        self._cache[key] = cost
         return cost
 
-    def _static_cost(
-        self, layer: int, d: Degrees, batch: int, hot_frac: float, hot_slots: int
-    ) -> tuple[int, int, dict[str, float], dict[str, float]]:
-        """Weights and KV cache per GPU, and the prefill terms at maximum and typical input."""
-        m, wl = self.model, self.workload
+    def _layer_memory(self, layer: int, g: Grid, hot: HotRank | None) -> tuple[int, int, int]:
         lp = self.layers[layer]
-        tp, cp, dp, ep, etp, edp = d.tp, d.cp, d.dp, d.ep, d.etp, d.edp
-        is_moe = lp.num_experts > 0
-        window = self.window[layer]
-        hidden = m.hidden_size
-
-        # ---- memory: weights and KV cache ----
-        attn_params, dense_params = self._params_per_gpu(lp, tp)
-        expert_params = hot_slots * lp.expert / etp if is_moe else 0.0
-        weight_bytes = math.ceil((attn_params + dense_params) * self.w_bytes
-                                 + expert_params * self.e_bytes)
-        ctx_max = wl.max_context if window is None else min(wl.max_context, window)
-        seqs_per_rank = ceil_div(batch, dp)
-        kv_bytes = math.ceil(seqs_per_rank * ceil_div(ctx_max, cp) * self.kv_token[layer]
-                             / self.kv_shard(tp))
-
-        # ---- prefill: a wave of `requests` prompts per attention-DP rank, split over cp ----
-        def prefill(seq: int, requests: int) -> dict[str, float]:
-            t: dict[str, float] = {}
-            tokens = requests * ceil_div(seq, cp)  # tokens this GPU's attention rank holds
-            act = tokens * hidden * self.a_bytes
-            t.update(self._weight_gemms(tokens, attn_params, dense_params))
-            pairs = requests * self.causal_pairs(seq, window) / cp
-            kv_read = tokens * self.kv_token[layer] / self.kv_shard(tp)
-            t["attn_core"] = self.roof.op(pairs * self._attn_core_flops_per_pair(tp),
-                                          2 * act + kv_read, self.roof.attn_flops)
-            if is_moe:
-                # routed token assignments on the busiest GPU
-                routed = dp * requests * seq * lp.top_k * hot_frac / edp
-                t.update(self._moe_terms(lp, routed, hot_slots, etp, ep))
-            t["tp_comm"] = 2 * self.link(tp).all_reduce(act, tp)
-            if cp > 1:
-                kv_block = tokens * self.kv_token[layer] / self.kv_shard(tp)
-                t["cp_comm"] = self.link(tp * cp).ring(kv_block, cp - 1)
-            return t
-
-        # TTFT: one maximum-length prompt per rank. Throughput: the rank's whole share of the
-        # batch prefilled together, so weights are read once per wave, not once per prompt.
-        return (weight_bytes, kv_bytes, prefill(wl.max_input, 1),
-                prefill(wl.input_len, seqs_per_rank))
-
-    def _decode_cost(
-        self, layer: int, d: Degrees, micro: int, hot_frac: float, hot_slots: int
-    ) -> dict[str, float]:
-        """Terms of one decode step of a microbatch of ``micro`` sequences."""
-        m, wl = self.model, self.workload
-        lp = self.layers[layer]
-        tp, cp, dp, ep, etp, edp = d.tp, d.cp, d.dp, d.ep, d.etp, d.edp
-        is_moe = lp.num_experts > 0
-        window = self.window[layer]
-        hidden = m.hidden_size
-        attn_params, dense_params = self._params_per_gpu(lp, tp)
-        dt: dict[str, float] = {}
-        seqs = ceil_div(micro, dp)  # sequences (= tokens) per attention rank this step
-        act = seqs * hidden * self.a_bytes
-        dt.update(self._weight_gemms(seqs, attn_params, dense_params))
-        ctx = wl.input_len + ceil_div(wl.output_len, 2)
-        if window is not None:
-            ctx = min(ctx, window)
-        keys = ceil_div(ctx, cp)
-        dt["attn_core"] = self.roof.op(
-            seqs * keys * self._attn_decode_flops_per_key(tp),
-            seqs * keys * self.kv_token[layer] / self.kv_shard(tp), self.roof.attn_flops)
-        if is_moe:
-            routed = micro * lp.top_k * hot_frac / edp
-            dt.update(self._moe_terms(lp, routed, hot_slots, etp, ep))
-        dt["tp_comm"] = 2 * self.link(tp).all_reduce(act, tp)
-        if cp > 1:  # combine partial attention outputs (flash-decoding style)
-            dt["cp_comm"] = self.link(tp * cp).ring(act, cp - 1)
-        return dt
+        params = self.attn_params_per_gpu(lp, g.tp) + self.dense_params_per_gpu(lp, g.tp)
+        experts = hot.slots * lp.expert / g.etp if (lp.num_experts and hot) else 0.0
+        weights = math.ceil(params * self.w_bytes + experts * self.e_bytes)
+        wl = self.workload
+        per_token = self.kv_token[layer] / self.kv_shard(g.tp)
+        kv_seq = math.ceil(ceil_div(self._context(layer, wl.mean_context), g.cp) * per_token)
+        kv_max = math.ceil(ceil_div(self._context(layer, wl.max_context), g.cp) * per_token)
+        return weights, kv_seq, kv_max
 
     # -- stage extras ---------------------------------------------------------------------------
 
-    def stage_extras(self, d: Degrees, batch: int, max_hot_frac: float) -> StageExtras:
+    def stage_extras(self, g: Grid, max_hot_share: float, s_max: int) -> StageExtras:
+        key = (g, max_hot_share)
+        hit = self._extras_cache.get(key)
+        if hit is not None and len(hit.mem_last) >= s_max:
+            return hit
+        s_max = max(s_max, self.s_span)
         m, wl, hw = self.model, self.workload, self.hw
-        tp, cp, dp, pp = d.tp, d.cp, d.dp, d.pp
-        hidden = m.hidden_size
+        tp, cp, pp = g.tp, g.cp, g.pp
+        h = m.hidden_size
+        s = np.arange(1, s_max + 1, dtype=np.float64)
+        chunk = np.maximum(self.budget - s, 0.0)
         emb_bytes = math.ceil(embedding_params(m) / tp * self.w_bytes)
         head_params = lm_head_params(m)
         if m.tie_embeddings and pp > 1:  # the last stage needs its own copy of the tied matrix
             head_params += embedding_params(m)
         head_bytes = math.ceil(head_params / tp * self.w_bytes)
-        head_flop_params = embedding_params(m) if m.tie_embeddings else head_params
+        head_flop_params = (embedding_params(m) if m.tie_embeddings else head_params) / tp
 
-        # Activation workspace of one prefill wave, reused layer after layer.
-        tokens = ceil_div(wl.max_input, cp)
+        def emb(tokens: np.ndarray) -> np.ndarray:
+            return self.k.memory_read(tokens * h * self.w_bytes)
+
+        def head(rows: np.ndarray) -> np.ndarray:
+            return self.k.gemm(rows, head_flop_params, self.w_bytes, self.a_bytes, h,
+                               self.w_math, self.w_fmt)
+
+        hop_link = self.link(g.gpus_per_instance)
+
+        def hop(tokens: np.ndarray) -> np.ndarray:
+            if pp == 1:
+                return 0 * tokens
+            return self.k.p2p(tokens * h * self.a_bytes, hop_link)
+
+        # Logits are computed for the decode rows and the last position of finishing prompts.
+        share = timing.prefill_share(s, wl.input_len, wl.output_len, self.budget)
+        dec_tokens, full_tokens = s, s + chunk / cp
+        terms = {
+            "decode": {"embedding": emb(dec_tokens), "lm_head": head(s), "pp_comm": hop(s)},
+            "full": {"embedding": emb(full_tokens), "lm_head": head(s + 1),
+                     "pp_comm": hop(full_tokens)},
+        }
+
+        def mixed(name: str) -> np.ndarray:
+            return non_decreasing(np.where(share < 1, share * terms["full"][name]
+                                           + (1 - share) * terms["decode"][name], np.inf))
+
+        # Memory: activation workspace of a full step, the busiest rank's MoE buffers,
+        # communication buffers and the runtime's own memory.
+        step_tokens = self.budget
         ffn_local = max(
             [m.dense_ffn_width // tp if self.has_dense_ffn else 0]
             + [(m.shared_width * m.num_shared_experts) // tp if m.num_shared_experts else 0]
         )
-        workspace = tokens * self.a_bytes * (WORKSPACE_HIDDEN_TENSORS * hidden + 2 * ffn_local)
+        workspace = math.ceil(step_tokens * self.a_bytes
+                              * (WORKSPACE_HIDDEN_TENSORS * h + 2 * ffn_local))
         moe_buffers = 0
         if any(self.moe):
-            routed = dp * wl.max_input * m.top_k * max_hot_frac / d.edp
-            moe_buffers = math.ceil(routed * self.a_bytes
-                                    * (2 * hidden + 2 * m.expert_ffn_width / d.etp))
-        micro = ceil_div(batch, pp)
-        seqs = ceil_div(micro, dp)
-        per_rank = ceil_div(batch, dp)  # prompts per attention-DP rank in a throughput wave
-        comm_buffers = 0
-        if tp > 1 or pp > 1 or d.ep > 1 or cp > 1:
-            comm_buffers = 2 * max(tokens, seqs) * hidden * math.ceil(self.a_bytes)
+            routed = self.token_sets(g) * step_tokens / cp * m.top_k * max_hot_share
+            moe_buffers = math.ceil(routed * self.a_bytes * (2 * h + 2 * m.expert_ffn_width
+                                                              / g.etp))
+        comm = 0
+        if tp > 1 or pp > 1 or g.ep > 1 or cp > 1 or g.etp > 1:
+            comm = math.ceil(2 * step_tokens * h * self.a_bytes)
         reserve = math.ceil(hw.reserved_gb * BYTES_PER_GB)
-        every = math.ceil(workspace) + moe_buffers + comm_buffers + reserve
-        logits = seqs * math.ceil(m.vocab_size / tp) * LOGIT_BYTES
-
-        def head_time(rows: int) -> float:
-            p = head_flop_params / tp
-            return self.roof.op(2 * rows * p, p * self.w_bytes, self.roof.weight_flops)
-
-        def emb_time(rows: int) -> float:
-            return rows * hidden * self.w_bytes / self.roof.hbm_bytes_s
-
-        # Only the last position of each prompt needs logits during prefill.
-        hop_link = self.link(d.gpus_per_instance)
-
-        def hop(rows: int) -> int:
-            return _ceil_ns(hop_link.p2p(rows * hidden * self.a_bytes)) if pp > 1 else 0
-
-        return StageExtras(
-            first_weight_bytes=emb_bytes,
-            last_weight_bytes=head_bytes,
-            every_bytes=every,
-            last_bytes=logits,
-            first_prefill_ns=_ceil_ns(emb_time(tokens)),
-            last_prefill_ns=_ceil_ns(head_time(1)),
-            first_prefill_typical_ns=_ceil_ns(emb_time(per_rank * ceil_div(wl.input_len, cp))),
-            last_prefill_typical_ns=_ceil_ns(head_time(per_rank)),
-            first_decode_ns=_ceil_ns(emb_time(seqs)),
-            last_decode_ns=_ceil_ns(head_time(seqs)),
-            hop_prefill_ns=hop(tokens),
-            hop_prefill_typical_ns=hop(per_rank * ceil_div(wl.input_len, cp)),
-            hop_decode_ns=hop(seqs),
-            memory_terms={
-                "activation_workspace": math.ceil(workspace) + moe_buffers,
-                "comm_buffers": comm_buffers,
-                "runtime_reserve": reserve,
-                "logits": logits,
-                "embedding": emb_bytes,
-                "lm_head": head_bytes,
-            },
+        logits = (s * math.ceil(m.vocab_size / tp) * LOGIT_BYTES).astype(np.int64)
+        extras = StageExtras(
+            first_avg_ns=_to_ns_or_inf(mixed("embedding")),
+            last_avg_ns=_to_ns_or_inf(mixed("lm_head")),
+            first_full_ns=to_ns(non_decreasing(terms["full"]["embedding"])),
+            last_full_ns=to_ns(non_decreasing(terms["full"]["lm_head"])),
+            hop_avg_ns=_to_ns_or_inf(mixed("pp_comm")),
+            hop_full_ns=to_ns(non_decreasing(terms["full"]["pp_comm"])),
+            mem_first=emb_bytes,
+            mem_last=head_bytes + logits,
+            mem_every=workspace + moe_buffers + comm + reserve,
+            memory_terms={"activation_workspace": workspace + moe_buffers,
+                          "comm_buffers": comm, "runtime_reserve": reserve,
+                          "embedding": emb_bytes, "lm_head": head_bytes},
+            terms=terms,
         )
+        self._extras_cache[key] = extras
+        return extras
+
+    # -- an idle prefill ------------------------------------------------------------------------
+
+    def idle_prefill_terms(self, layer: int, g: Grid, hot: HotRank | None
+                           ) -> dict[str, float]:
+        """Seconds per term of prefilling one maximum-length prompt through ``layer`` on an idle
+        instance, in chunks of the token budget (each chunk attends to the prompt so far)."""
+        if not self.moe[layer]:
+            hot = None
+        chunks = chunk_sizes(self.workload.max_input, self.budget)
+        starts = np.concatenate(([0.0], np.cumsum(chunks)[:-1]))
+        pairs_per_token = starts + (chunks + 1) / 2
+        t = self.layer_terms(layer, g, hot, 0 * chunks, chunks, pairs_per_token)
+        return {name: float(v.sum()) for name, v in t.items()}
+
+    def idle_prefill_extras(self, g: Grid) -> dict[str, float]:
+        chunks = chunk_sizes(self.workload.max_input, self.budget)
+        h = self.model.hidden_size
+        head_params = (embedding_params(self.model) if self.model.tie_embeddings
+                       else lm_head_params(self.model)) / g.tp
+        hop = (0.0 if g.pp == 1 else
+               float((g.pp - 1) * self.k.p2p(chunks / g.cp * h * self.a_bytes,
+                                             self.link(g.gpus_per_instance)).sum()))
+        return {
+            "embedding": float(self.k.memory_read(chunks / g.cp * h * self.w_bytes).sum()),
+            "lm_head": float(self.k.gemm(np.array([1.0]), head_params, self.w_bytes,
+                                         self.a_bytes, h, self.w_math, self.w_fmt)[0]),
+            "pp_comm": hop,
+            "step_overhead": len(chunks) * self.overhead_ns / NS_PER_S,
+        }
 
 
-def expected_touched(slots: int, assignments: float) -> float:
-    """Expected distinct experts among ``slots`` that ``assignments`` routed tokens touch, each
-    token picking a slot uniformly: ``slots · (1 - (1 - 1/slots)^assignments)``. Monotone in
-    both arguments; never above ``slots`` nor above ``assignments``."""
-    if slots <= 0 or assignments <= 0:
-        return 0.0
-    if slots == 1:
-        return min(1.0, assignments)
-    touched = slots * (1.0 - (1.0 - 1.0 / slots) ** assignments)
-    return min(float(slots), touched, assignments)
+def non_decreasing(seconds: np.ndarray) -> np.ndarray:
+    """A step never gets faster with more sequences: the running maximum over ``s = 1, 2, …``
+    (it only lifts the rare points where a measured efficiency curve rises faster than the work;
+    the estimate computes the same prefix, so every caller sees the same value at a given s)."""
+    return np.maximum.accumulate(np.asarray(seconds, dtype=np.float64))
+
+
+def chunk_sizes(tokens: int, budget: int) -> np.ndarray:
+    """A prompt of ``tokens`` split into chunks of the token budget (the last one shorter)."""
+    full, rest = divmod(tokens, budget)
+    return np.array([budget] * full + ([rest] if rest else []), dtype=np.float64)
+
+
+def _to_ns_or_inf(seconds: np.ndarray) -> np.ndarray:
+    """Like :func:`to_ns`, with infinite times (a saturated prefill queue) as ``timing.NEVER``."""
+    seconds = np.asarray(seconds, dtype=np.float64)
+    finite = np.isfinite(seconds)
+    out = np.full(seconds.shape, timing.NEVER, dtype=np.int64)
+    out[finite] = to_ns(seconds[finite])
+    return out

@@ -1,26 +1,29 @@
 """Metrics of a fixed plan: the cost model assembled over stages, with a per-term breakdown.
 
-:func:`assemble` is the single place where per-layer integers become stage memory, TTFT, TPOT and
-throughput; the estimator, the verifier, the reference search and the planner's extraction all go
-through it.
+:func:`assemble` is the single place where per-layer integers become stage memory and stage step
+times, and where :mod:`solver.timing` turns those into TPOT, TTFT and rates; the estimator, the
+verifier, the reference search and the planner's extraction all go through it (the planner's
+CP-SAT model states the same sums as constraints and is checked against it on every answer).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 from functools import cached_property
 
 import numpy as np
 
-from solver.costmodel import (
-    BYTES_PER_GB,
-    NS_PER_S,
-    CostModel,
-    LayerCost,
-    StageExtras,
-)
+from solver import timing
+from solver.baselines import greedy_placement
+from solver.costmodel import BYTES_PER_GB, CostModel, HotRank, LayerCost, StageExtras
 from solver.loads import LOAD_RESOLUTION, layer_loads
-from solver.schema import Degrees, Instance, Metrics, Plan, Stage, ceil_div
+from solver.rules import default_redundant
+from solver.schema import Grid, Instance, Metrics, Plan, Stage, ceil_div
+from solver.space import PlanSpace
+
+NS_PER_S = timing.NS_PER_S
+
 
 # ----------------------------------------------------------------------------------------------
 # Expert load on EP ranks
@@ -30,22 +33,13 @@ from solver.schema import Degrees, Instance, Metrics, Plan, Stage, ceil_div
 def rank_loads(loads: np.ndarray, ranks: tuple[tuple[int, ...], ...]) -> np.ndarray:
     """Load units each EP rank receives. An expert with ``n`` replicas sends ``ceil(load / n)`` to
     each (rounded up so the integer model never understates the hottest rank)."""
-    replicas = np.zeros(len(loads), dtype=np.int64)
-    for experts in ranks:
-        for e in experts:
-            if 0 <= e < len(loads):
-                replicas[e] += 1
-    out = np.zeros(len(ranks), dtype=np.int64)
-    for r, experts in enumerate(ranks):
-        out[r] = sum(-(-int(loads[e]) // int(replicas[e])) for e in experts if 0 <= e < len(loads))
-    return out
-
-
-def block_placement(num_experts: int, ep: int) -> tuple[tuple[int, ...], ...]:
-    """The default linear placement (vLLM, SGLang without EPLB): contiguous blocks of experts per
-    rank, the first ``E mod ep`` ranks one larger when ``ep`` does not divide ``E``."""
-    blocks = np.array_split(np.arange(num_experts), ep)
-    return tuple(tuple(int(e) for e in b) for b in blocks)
+    flat = np.fromiter((e for r in ranks for e in r), dtype=np.int64)
+    owner = np.repeat(np.arange(len(ranks)), [len(r) for r in ranks])
+    valid = (flat >= 0) & (flat < len(loads))
+    flat, owner = flat[valid], owner[valid]
+    replicas = np.bincount(flat, minlength=len(loads))
+    per_slot = -(-loads[flat] // np.maximum(replicas[flat], 1))
+    return np.bincount(owner, weights=per_slot, minlength=len(ranks)).astype(np.int64)
 
 
 def balanced_stages(num_layers: int, pp: int) -> tuple[Stage, ...]:
@@ -60,6 +54,13 @@ def balanced_stages(num_layers: int, pp: int) -> tuple[Stage, ...]:
     return tuple(out)
 
 
+def batch_position(grid: Grid, batch: int) -> tuple[int, int]:
+    """``(q, s)``: sequences per attention-DP rank, and per rank and microbatch (the largest of
+    the ``pp`` microbatches, which sets the step time)."""
+    q = ceil_div(batch, grid.dp)
+    return q, ceil_div(q, grid.pp)
+
+
 # ----------------------------------------------------------------------------------------------
 # Assembly
 # ----------------------------------------------------------------------------------------------
@@ -67,116 +68,170 @@ def balanced_stages(num_layers: int, pp: int) -> tuple[Stage, ...]:
 
 @dataclass(frozen=True)
 class Assembled:
-    """Integer results of one plan."""
+    """Integer results of one plan (one instance; replicas multiply the rates)."""
 
     stage_mem_bytes: tuple[int, ...]
-    stage_decode_ns: tuple[int, ...]
-    stage_prefill_ns: tuple[int, ...]
-    ttft_ns: int
+    stage_avg_ns: tuple[int, ...]
+    stage_full_ns: tuple[int, ...]
+    slowest_ns: int
+    slowest_full_ns: int
+    hop_ns: int
+    hop_full_ns: int
+    overhead_ns: int
     tpot_ns: int
-    prefill_batch_ns: int
-    cycle_ns: int
-    tokens_per_cycle: int
+    round_ns: int
+    ttft_ns: int
+    batch: int
+    s: int
+    prefill_share: Fraction | None
+    rounds: Fraction | None
 
     @property
     def peak_mem_bytes(self) -> int:
         return max(self.stage_mem_bytes)
 
 
-def assemble(
-    costs: list[LayerCost],
-    extras: StageExtras,
-    bounds: list[tuple[int, int]],
-    d: Degrees,
-    batch: int,
-    output_len: int,
-) -> Assembled:
-    """Stage sums, TTFT, TPOT and the generation cycle from per-layer integers.
+def stage_memory(costs: list[LayerCost], extras: StageExtras, a: int, b: int, stage: int,
+                 pp: int, q: int, s: int) -> int:
+    """Bytes one GPU of the stage holding layers ``a..b`` needs with ``q`` sequences per rank:
+    weights, the KV cache of ``q`` sequences at the mean context (at least one at the maximum),
+    the stage's extras."""
+    layers = costs[a:b + 1]
+    kv = max(q * sum(c.kv_seq_bytes for c in layers), sum(c.kv_max_bytes for c in layers))
+    mem = sum(c.weight_bytes for c in layers) + kv + extras.mem_every
+    if stage == 0:
+        mem += extras.mem_first
+    if stage == pp - 1:
+        mem += int(extras.mem_last[s - 1])
+    return mem
 
-    ``bounds`` are inclusive (first, last) layer ranges of the stages, in order.
-    """
+
+def assemble(costs: list[LayerCost], extras: StageExtras, bounds: list[tuple[int, int]],
+             grid: Grid, batch: int, cm: CostModel) -> Assembled:
+    """Stage sums and the timing figures from per-layer arrays. ``bounds`` are inclusive
+    (first, last) layer ranges of the stages, in order."""
     pp = len(bounds)
-    mem, dec, pre = [], [], []
-    for s, (a, b) in enumerate(bounds):
-        layer_range = costs[a : b + 1]
-        m = sum(c.mem_bytes for c in layer_range) + extras.every_bytes
-        t = sum(c.decode_ns for c in layer_range)
-        p = sum(c.prefill_ns for c in layer_range)
-        if s == 0:
-            m += extras.first_weight_bytes
-            t += extras.first_decode_ns
-            p += extras.first_prefill_ns
-        if s == pp - 1:
-            m += extras.last_weight_bytes + extras.last_bytes
-            t += extras.last_decode_ns
-            p += extras.last_prefill_ns
-        mem.append(m)
-        dec.append(t)
-        pre.append(p)
-    ttft = sum(pre) + (pp - 1) * extras.hop_prefill_ns
-    tpot = pp * (max(dec) + (extras.hop_decode_ns if pp > 1 else 0))
-    prefill_typ = (sum(c.prefill_typical_ns for c in costs) + extras.first_prefill_typical_ns
-                   + extras.last_prefill_typical_ns + (pp - 1) * extras.hop_prefill_typical_ns)
-    prefill_batch = ceil_div(prefill_typ, pp)
+    q, s = batch_position(grid, batch)
+    i = s - 1
+    mem, avg, full = [], [], []
+    for st, (a, b) in enumerate(bounds):
+        layers = costs[a:b + 1]
+        mem.append(stage_memory(costs, extras, a, b, st, pp, q, s))
+        t = sum(int(c.avg_ns[i]) for c in layers)
+        f = sum(int(c.full_max_ns[i]) for c in layers)
+        if st == 0:
+            t += int(extras.first_avg_ns[i])
+            f += int(extras.first_full_ns[i])
+        if st == pp - 1:
+            t += int(extras.last_avg_ns[i])
+            f += int(extras.last_full_ns[i])
+        avg.append(t)
+        full.append(f)
+    wl = cm.workload
+    hop, hop_full = int(extras.hop_avg_ns[i]), int(extras.hop_full_ns[i])
+    slowest, slowest_full = max(avg), max(full)
+    tpot = timing.tpot_ns(slowest, pp, hop, cm.overhead_ns)
+    trip = timing.round_ns(slowest_full, slowest, pp, hop_full, hop, cm.overhead_ns)
+    rounds = timing.ttft_rounds(s, wl.input_len, wl.max_input, wl.output_len, cm.budget)
     return Assembled(
-        stage_mem_bytes=tuple(mem),
-        stage_decode_ns=tuple(dec),
-        stage_prefill_ns=tuple(pre),
-        ttft_ns=ttft,
-        tpot_ns=tpot,
-        prefill_batch_ns=prefill_batch,
-        cycle_ns=output_len * tpot + prefill_batch,
-        tokens_per_cycle=batch * output_len,
+        stage_mem_bytes=tuple(mem), stage_avg_ns=tuple(avg), stage_full_ns=tuple(full),
+        slowest_ns=slowest, slowest_full_ns=slowest_full, hop_ns=hop, hop_full_ns=hop_full,
+        overhead_ns=cm.overhead_ns, tpot_ns=tpot, round_ns=trip,
+        ttft_ns=timing.NEVER if rounds is None else timing.ttft_ns(rounds, trip),
+        batch=batch, s=s,
+        prefill_share=timing.prefill_share_exact(s, wl.input_len, wl.output_len, cm.budget),
+        rounds=rounds,
     )
 
 
 # ----------------------------------------------------------------------------------------------
-# A prepared instance: cost model + loads, shared by estimate, verify, reference and planner
+# A prepared instance: cost model, plan space and loads, shared by every consumer
 # ----------------------------------------------------------------------------------------------
 
 
 class Prepared:
-    """An instance with its cost model and per-layer expert loads computed once."""
+    """An instance with its cost model, plan space and per-layer expert loads computed once."""
 
-    def __init__(self, instance: Instance):
+    def __init__(self, instance: Instance, calibration: bool = True):
         self.instance = instance
         self.model = instance.model
-        self.cm = CostModel(instance.model, instance.hardware, instance.workload)
+        self.cm = CostModel(instance, calibration)
+        self.space = PlanSpace(instance)
         self.moe_layers = instance.model.moe_layers
         self.loads: list[np.ndarray] = layer_loads(instance.model, instance.expert_load)
         self.moe_index = {layer: i for i, layer in enumerate(self.moe_layers)}
+        self._greedy: dict[tuple, tuple[tuple[int, ...], ...]] = {}
 
     @cached_property
-    def max_load_fraction(self) -> float:
+    def max_load_share(self) -> float:
         return max((float(x.max()) / LOAD_RESOLUTION for x in self.loads), default=0.0)
 
-    def layer_costs(
-        self, d: Degrees, batch: int, hot: dict[int, tuple[int, int]]
-    ) -> list[LayerCost]:
-        """Per-layer costs; ``hot[layer] = (hottest_units, slots_on_that_rank)`` for MoE layers."""
-        out = []
-        for layer in range(self.model.num_layers):
-            h, slots = hot.get(layer, (0, 0))
-            out.append(self.cm.layer_cost(layer, d, batch, h, LOAD_RESOLUTION, slots))
-        return out
-
-    def hottest_from_placement(
-        self, ranks_by_layer: dict[int, tuple[tuple[int, ...], ...]]
-    ) -> dict[int, tuple[int, int]]:
+    def hot_from_placement(self, ranks_by_layer: dict[int, tuple[tuple[int, ...], ...]]
+                           ) -> dict[int, HotRank]:
         hot = {}
         for layer, ranks in ranks_by_layer.items():
             rl = rank_loads(self.loads[self.moe_index[layer]], ranks)
             r = int(np.argmax(rl))
-            hot[layer] = (int(rl[r]), len(ranks[r]))
+            hot[layer] = HotRank(int(rl[r]), max(len(x) for x in ranks))
         return hot
 
-    def default_hot(self, ep: int) -> dict[int, tuple[int, int]]:
-        ranks = block_placement(self.model.num_experts, ep)
-        return self.hottest_from_placement({layer: ranks for layer in self.moe_layers})
+    def eplb_placement(self, ep: int, redundant: int) -> dict[int, tuple[tuple[int, ...], ...]]:
+        """What an engine's EPLB does with ``redundant`` slots on ``ep`` ranks: DeepSeek's
+        greedy (water-filling replication, then longest-processing-time packing), per layer;
+        layers whose loads are permutations of each other share one run."""
+        out = {}
+        for layer in self.moe_layers:
+            loads = self.loads[self.moe_index[layer]]
+            order = np.argsort(-loads, kind="stable")
+            key = (tuple(int(v) for v in loads[order]), ep, redundant)
+            if key not in self._greedy:
+                self._greedy[key] = greedy_placement(loads[order], ep, redundant).ranks
+            out[layer] = tuple(tuple(sorted(int(order[e]) for e in r))
+                               for r in self._greedy[key])
+        return out
 
-    def extras(self, d: Degrees, batch: int, hot: dict[int, tuple[int, int]]) -> StageExtras:
-        max_frac = max((h for h, _ in hot.values()), default=0) / LOAD_RESOLUTION
-        return self.cm.stage_extras(d, batch, max_frac)
+    def placement_valid(self, ep: int, redundant: int) -> bool:
+        slots = self.model.num_experts + redundant
+        return ep >= 1 and slots % ep == 0 and slots // ep <= self.model.num_experts \
+            and (ep > 1 or redundant == 0)
+
+    def default_placement(self, ep: int, redundant: int
+                          ) -> dict[int, tuple[tuple[int, ...], ...]]:
+        """The EPLB placement of ``redundant`` slots on ``ep`` ranks (an unplaceable slot count
+        falls back to contiguous blocks without redundancy, so an invalid plan still gets
+        numbers)."""
+        if not self.placement_valid(ep, redundant):
+            blocks = np.array_split(np.arange(self.model.num_experts), max(1, ep))
+            ranks = tuple(tuple(int(e) for e in b) for b in blocks)
+            return {layer: ranks for layer in self.moe_layers}
+        return self.eplb_placement(ep, redundant)
+
+    def placement_of(self, plan: Plan, redundant: int
+                     ) -> tuple[dict[int, tuple[tuple[int, ...], ...]], str]:
+        """Every MoE layer's placement under ``plan`` (its own where given, the default
+        elsewhere) and where it comes from."""
+        d = plan.degrees
+        if not self.moe_layers:
+            return {}, "none (no MoE layers)"
+        placement = self.default_placement(d.ep, redundant)
+        if plan.placement:
+            placement |= {p.layer: p.ranks for p in plan.placement if p.layer in self.moe_index}
+            return placement, "given"
+        if self.placement_valid(d.ep, redundant):
+            return placement, f"EPLB greedy with {redundant} redundant slots (default)"
+        return placement, "contiguous blocks (the slot count is invalid for this ep)"
+
+    def default_hot(self, ep: int, redundant: int) -> dict[int, HotRank]:
+        """Busiest ranks of the default placement."""
+        return self.hot_from_placement(self.default_placement(ep, redundant))
+
+    def layer_costs(self, grid: Grid, hot: dict[int, HotRank], s: int) -> list[LayerCost]:
+        return [self.cm.layer_cost(layer, grid, hot.get(layer), s)
+                for layer in range(self.model.num_layers)]
+
+    def extras(self, grid: Grid, hot: dict[int, HotRank], s: int) -> StageExtras:
+        share = max((h.share for h in hot.values()), default=0.0)
+        return self.cm.stage_extras(grid, share, s)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -188,144 +243,80 @@ class Prepared:
 class Evaluation:
     """Everything the cost model says about one plan."""
 
-    degrees: Degrees
+    grid: Grid
+    replicas: int
     batch: int
+    redundant: int
     stages: tuple[Stage, ...]
-    hot: dict[int, tuple[int, int]]
+    hot: dict[int, HotRank]
     costs: list[LayerCost]
     extras: StageExtras
     result: Assembled
     metrics: Metrics
-    memory_breakdown_gb: dict[str, float] = field(default_factory=dict)
-    time_breakdown_s: dict[str, dict[str, float]] = field(default_factory=dict)
-    placement_source: str = "given"
+    placement_source: str
+    breakdown: dict = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
-        """The stable ``--json`` layout of ``moeplan estimate`` (other tools read these keys)."""
-        return {
-            "gpus": self.degrees.gpus,
-            "degrees": self.degrees.model_dump(),
-            "batch": self.batch,
-            "metrics": self.metrics.model_dump(),
-            "memory": self.memory_breakdown_gb,
-            "time": self.time_breakdown_s,
-            "stages": [
-                {
-                    "first_layer": st.first_layer,
-                    "last_layer": st.last_layer,
-                    "memory_gb": self.result.stage_mem_bytes[i] / BYTES_PER_GB,
-                    "decode_ms": self.result.stage_decode_ns[i] / 1e6,
-                    "prefill_ms": self.result.stage_prefill_ns[i] / 1e6,
-                }
-                for i, st in enumerate(self.stages)
-            ],
-        }
+    @property
+    def gpus(self) -> int:
+        return self.replicas * self.grid.gpus_per_instance
 
 
-def metrics_of(a: Assembled, d: Degrees) -> Metrics:
-    rate = a.tokens_per_cycle * NS_PER_S / a.cycle_ns
+def metrics_of(a: Assembled, grid: Grid, replicas: int, ttft_idle_ns: int,
+               output_len: int) -> Metrics:
+    instance_rate = timing.rate(a.batch, a.tpot_ns)
     return Metrics(
         ttft_s=a.ttft_ns / NS_PER_S,
+        ttft_idle_s=ttft_idle_ns / NS_PER_S,
         tpot_s=a.tpot_ns / NS_PER_S,
-        output_tokens_per_s=rate * d.replicas,
-        output_tokens_per_s_per_gpu=rate / d.gpus_per_instance,
+        output_tokens_per_s=instance_rate * replicas,
+        output_tokens_per_s_per_gpu=instance_rate / grid.gpus_per_instance,
         tokens_per_s_per_user=NS_PER_S / a.tpot_ns,
+        requests_per_s=instance_rate * replicas / output_len,
+        prefill_utilization=float(a.prefill_share) if a.prefill_share is not None else 1.0,
         peak_memory_gb=a.peak_mem_bytes / BYTES_PER_GB,
     )
 
 
+def ttft_idle_ns(prep: Prepared, grid: Grid, hot: dict[int, HotRank]) -> tuple[int, dict]:
+    """An idle instance prefilling one maximum-length prompt: every layer, chunk by chunk."""
+    cm = prep.cm
+    terms: dict[str, float] = {}
+    for layer in range(prep.model.num_layers):
+        for k, v in cm.idle_prefill_terms(layer, grid, hot.get(layer)).items():
+            terms[k] = terms.get(k, 0.0) + v
+    for k, v in cm.idle_prefill_extras(grid).items():
+        terms[k] = terms.get(k, 0.0) + v
+    return int(np.ceil(sum(terms.values()) * NS_PER_S - 1e-6)), terms
+
+
 def evaluate(instance: Instance | Prepared, plan: Plan) -> Evaluation:
     """Metrics and breakdowns of ``plan``. Works on invalid plans too (the verifier reports what
-    is wrong); stages default to balanced contiguous ranges, placement to contiguous blocks."""
+    is wrong); stages default to balanced contiguous ranges, the placement to the EPLB placement
+    of the plan's redundant slots."""
     prep = instance if isinstance(instance, Prepared) else Prepared(instance)
-    d, batch = plan.degrees, plan.batch
+    d = plan.degrees
+    grid = Grid.of(d)
+    redundant = (plan.redundant_experts if plan.redundant_experts is not None
+                 else default_redundant(prep.instance.search, d.ep))
     stages = plan.stages or balanced_stages(prep.model.num_layers, d.pp)
-    if plan.placement:
-        given = {p.layer: p.ranks for p in plan.placement if p.layer in prep.moe_index}
-        hot = prep.hottest_from_placement(given)
-        for layer, v in prep.default_hot(d.ep).items():
-            hot.setdefault(layer, v)
-        source = "given"
-    else:
-        hot = prep.default_hot(d.ep)
-        source = "contiguous blocks (default)"
-    costs = prep.layer_costs(d, batch, hot)
-    extras = prep.extras(d, batch, hot)
-    bounds = [(s.first_layer, min(s.last_layer, prep.model.num_layers - 1)) for s in stages]
-    a = assemble(costs, extras, bounds, d, batch, prep.instance.workload.output_len)
-    metrics = metrics_of(a, d)
-    return Evaluation(
-        degrees=d,
-        batch=batch,
-        stages=tuple(stages),
-        hot=hot,
-        costs=costs,
-        extras=extras,
-        result=a,
-        metrics=metrics,
-        memory_breakdown_gb=_memory_breakdown(costs, extras, bounds, a),
-        time_breakdown_s=_time_breakdown(costs, extras, bounds, a, d),
-        placement_source=source,
-    )
+    placement, source = prep.placement_of(plan, redundant)
+    hot = prep.hot_from_placement(placement)
+    _, s = batch_position(grid, plan.batch)
+    costs = prep.layer_costs(grid, hot, s)
+    extras = prep.extras(grid, hot, s)
+    bounds = [(st.first_layer, min(st.last_layer, prep.model.num_layers - 1)) for st in stages]
+    a = assemble(costs, extras, bounds, grid, plan.batch, prep.cm)
+    idle, idle_terms = ttft_idle_ns(prep, grid, hot)
+    metrics = metrics_of(a, grid, d.replicas, idle, prep.instance.workload.output_len)
+    ev = Evaluation(grid=grid, replicas=d.replicas, batch=plan.batch, redundant=redundant,
+                    stages=tuple(stages), hot=hot, costs=costs, extras=extras, result=a,
+                    metrics=metrics, placement_source=source)
+    from solver.breakdown import breakdown  # presentation only
+
+    ev.breakdown = breakdown(prep, ev, bounds, idle_terms)
+    return ev
 
 
 def estimate(instance: Instance, plan: Plan) -> Metrics:
     """The metrics of ``plan`` (see :func:`evaluate` for the breakdown)."""
     return evaluate(instance, plan).metrics
-
-
-def _peak_stage(a: Assembled) -> int:
-    return max(range(len(a.stage_mem_bytes)), key=lambda s: a.stage_mem_bytes[s])
-
-
-def _memory_breakdown(costs, extras: StageExtras, bounds, a: Assembled) -> dict[str, float]:
-    """Memory of the fullest GPU (its stage), by term, in GB."""
-    s = _peak_stage(a)
-    first, last = bounds[s]
-    pp = len(bounds)
-    layer_range = costs[first : last + 1]
-    t = extras.memory_terms
-    out = {
-        "weights": sum(c.weight_bytes for c in layer_range)
-        + (t["embedding"] if s == 0 else 0) + (t["lm_head"] if s == pp - 1 else 0),
-        "kv_cache": sum(c.kv_bytes for c in layer_range),
-        "activation_workspace": t["activation_workspace"]
-        + (t["logits"] if s == pp - 1 else 0),
-        "comm_buffers": t["comm_buffers"],
-        "runtime_reserve": t["runtime_reserve"],
-    }
-    gb = {k: v / BYTES_PER_GB for k, v in out.items()}
-    gb["total"] = a.stage_mem_bytes[s] / BYTES_PER_GB
-    gb["stage"] = s
-    return gb
-
-
-def _time_breakdown(costs, extras: StageExtras, bounds, a: Assembled, d: Degrees) -> dict:
-    """TTFT by term (all layers) and one decode step of the slowest stage by term, seconds."""
-    ttft: dict[str, float] = {}
-    for c in costs:
-        for k, v in c.prefill_terms.items():
-            ttft[k] = ttft.get(k, 0.0) + v
-    ttft["embedding_and_head"] = (extras.first_prefill_ns + extras.last_prefill_ns) / NS_PER_S
-    ttft["pp_comm"] = (len(bounds) - 1) * extras.hop_prefill_ns / NS_PER_S
-    ttft["total"] = a.ttft_ns / NS_PER_S
-    slow = max(range(len(bounds)), key=lambda s: a.stage_decode_ns[s])
-    first, last = bounds[slow]
-    step: dict[str, float] = {}
-    for c in costs[first : last + 1]:
-        for k, v in c.decode_terms.items():
-            step[k] = step.get(k, 0.0) + v
-    step["embedding_and_head"] = ((extras.first_decode_ns if slow == 0 else 0)
-                                  + (extras.last_decode_ns if slow == len(bounds) - 1 else 0)
-                                  ) / NS_PER_S
-    step["pp_comm"] = (extras.hop_decode_ns if len(bounds) > 1 else 0) / NS_PER_S
-    step["total"] = a.stage_decode_ns[slow] / NS_PER_S + step["pp_comm"]
-    return {
-        "ttft": ttft,
-        "decode_step_slowest_stage": step,
-        "decode_stage": slow,
-        "tpot": a.tpot_ns / NS_PER_S,
-        "microbatches": d.pp,
-        "prefill_per_cycle": a.prefill_batch_ns / NS_PER_S,
-        "cycle": a.cycle_ns / NS_PER_S,
-    }

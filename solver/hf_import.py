@@ -1,4 +1,4 @@
-"""Hugging Face ``config.json`` → :class:`~solver.schema.ModelSpec`, and model resolution.
+"""Hugging Face ``config.json`` → :class:`~solver.schema.ModelSpec`.
 
 One small reader per model family turns the family's config keys into the architecture fields of
 a ModelSpec; :func:`model_from_hf_config` adds what every family shares (vocabulary, tied
@@ -27,10 +27,6 @@ PRECISIONS: frozenset[str] = frozenset(get_args(Precision))
 
 class HFConfigError(ValueError):
     """A Hugging Face config that cannot be turned into a ModelSpec."""
-
-
-class ModelResolveError(ValueError):
-    """A ``model`` value (preset, path or fields) that does not resolve to a valid ModelSpec."""
 
 
 Config = Mapping[str, Any]
@@ -325,7 +321,11 @@ def _precision(cfg: Config, text_cfg: Config, family: str) -> dict[str, Any]:
         method = str(quant.get("quant_method", "")).lower()
         if method in QUANT_PRECISION:
             weight, expert = QUANT_PRECISION[method]
-            return {"weight_precision": weight, "expert_precision": expert}
+            out: dict[str, Any] = {"weight_precision": weight, "expert_precision": expert}
+            block = quant.get("weight_block_size")
+            if isinstance(block, list | tuple) and block and all(b == block[0] for b in block):
+                out["weight_block_size"] = int(block[0])  # e.g. DeepSeek-V3's [128, 128]
+            return out
         if method in ("gptq", "awq") and quant.get("bits") in (4, 8):
             return {"weight_precision": "int4" if quant["bits"] == 4 else "int8"}
         raise HFConfigError(
@@ -383,10 +383,10 @@ def model_from_hf_config(cfg: Mapping[str, Any], name: str) -> ModelSpec:
     try:
         return ModelSpec.model_validate(fields)
     except ValidationError as e:
-        raise HFConfigError(f"{family} config '{name}': {_one_line(e)}") from e
+        raise HFConfigError(f"{family} config '{name}': {one_line(e)}") from e
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -400,20 +400,20 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _config_path(path: str | Path) -> Path:
+def config_path(path: str | Path) -> Path:
     p = Path(path)
     return p / "config.json" if p.is_dir() else p
 
 
-def _name_for(path: Path) -> str:
+def name_for(path: Path) -> str:
     """``.../Qwen3-235B-A22B/config.json`` -> ``Qwen3-235B-A22B``; ``x/foo.json`` -> ``foo``."""
     return path.parent.name if path.stem == "config" and path.parent.name else path.stem
 
 
 def load_hf_config(path: str | Path) -> ModelSpec:
     """Load a Hugging Face ``config.json`` (or a model directory holding one)."""
-    p = _config_path(path)
-    return model_from_hf_config(_read_json(p), _name_for(p))
+    p = config_path(path)
+    return model_from_hf_config(read_json(p), name_for(p))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -421,103 +421,8 @@ def load_hf_config(path: str | Path) -> ModelSpec:
 # ----------------------------------------------------------------------------------------------
 
 
-def _one_line(e: ValidationError) -> str:
+def one_line(e: ValidationError) -> str:
     err = e.errors()[0]
     loc = ".".join(str(x) for x in err["loc"])
     more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
     return f"{loc + ': ' if loc else ''}{err['msg']}{more}"
-
-
-def _split_precision(value: str) -> tuple[str, str | None]:
-    """``"qwen3-235b-a22b@fp8"`` -> ``("qwen3-235b-a22b", "fp8")``."""
-    from solver import presets  # presets imports this module
-
-    base, sep, suffix = value.rpartition("@")
-    if sep and suffix in PRECISIONS:
-        return base, suffix
-    if sep and base.lower() in presets.MODEL_PRESETS:
-        raise ModelResolveError(
-            f"model '{value}': unknown precision '@{suffix}'; use one of {sorted(PRECISIONS)}"
-        )
-    return value, None
-
-
-def _resolve_str(
-    value: str, base_dir: Path | None, *, drop_quantization: bool = False
-) -> ModelSpec:
-    from solver import presets  # presets imports this module
-
-    name, precision = _split_precision(value.strip())
-    if name.lower() in presets.MODEL_PRESETS:
-        return presets.load_model_preset(name.lower(), precision)
-    path = Path(name).expanduser()
-    if not path.is_absolute() and base_dir is not None:
-        path = Path(base_dir) / path
-    try:
-        path = _config_path(path)
-        is_file = path.is_file()
-    except OSError as exc:  # e.g. a name longer than the file system allows
-        raise ModelResolveError(
-            f"model '{value[:80]}': neither a preset ({', '.join(presets.model_preset_names())}) "
-            f"nor a readable config path ({exc.strerror})"
-        ) from None
-    if not is_file:
-        raise ModelResolveError(
-            f"model '{value}' is neither a preset ({', '.join(presets.model_preset_names())}) "
-            f"nor an existing config file ({path})"
-        )
-    cfg = _read_json(path)
-    if drop_quantization:
-        cfg = {k: v for k, v in cfg.items() if k != "quantization_config"}
-    spec = model_from_hf_config(cfg, _name_for(path))
-    if precision is not None:
-        spec = _with_overrides(spec, {"weight_precision": precision, "expert_precision": None})
-    return spec
-
-
-def _with_overrides(spec: ModelSpec, overrides: Mapping[str, Any]) -> ModelSpec:
-    data = spec.model_dump()
-    for key, value in overrides.items():
-        if key == "attention" and isinstance(value, Mapping):
-            data["attention"] = {**data["attention"], **value}  # merge, so one field can change
-        else:
-            data[key] = value
-    try:
-        return ModelSpec.model_validate(data)
-    except ValidationError as e:
-        raise ModelResolveError(f"model '{spec.name}': {_one_line(e)}") from e
-
-
-def resolve_model(value: str | Mapping[str, Any], base_dir: Path | None = None) -> ModelSpec:
-    """Resolve an instance's ``model`` value into a ModelSpec.
-
-    - ``"qwen3-235b-a22b"`` or ``"qwen3-235b-a22b@fp8"``: a bundled preset (at a precision);
-    - ``"path/to/config.json"`` or a model directory (relative to ``base_dir``), also with ``@fp8``;
-    - ``{"hf_config": <preset or path>, "weight_precision": "fp8", ...}``: a preset or config with
-      ModelSpec fields overridden (``attention`` is merged field by field). Overriding
-      ``weight_precision`` replaces the config's ``quantization_config``, and expert weights
-      follow it unless ``expert_precision`` is given too;
-    - any other mapping: explicit ModelSpec fields.
-
-    Every failure is a ValueError subclass with a one-line message.
-    """
-    if isinstance(value, str):
-        return _resolve_str(value, base_dir)
-    if not isinstance(value, Mapping):
-        raise ModelResolveError(
-            f"model must be a preset name, a config path or a mapping, not {type(value).__name__}"
-        )
-    if "hf_config" in value:
-        source = value["hf_config"]
-        if not isinstance(source, str):
-            raise ModelResolveError("model.hf_config must be a preset name or a config path")
-        overrides = {k: v for k, v in value.items() if k != "hf_config"}
-        if "weight_precision" in overrides:
-            # As with "@fp8": unless given too, expert weights follow the new weight precision.
-            overrides.setdefault("expert_precision", None)
-        base = _resolve_str(source, base_dir, drop_quantization="weight_precision" in overrides)
-        return _with_overrides(base, overrides) if overrides else base
-    try:
-        return ModelSpec.model_validate(dict(value))
-    except ValidationError as e:
-        raise ModelResolveError(f"model: {_one_line(e)}") from e

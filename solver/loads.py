@@ -45,10 +45,28 @@ def _normalise_weights(weights: np.ndarray) -> np.ndarray:
     return largest_remainder(numerators, int(sum(int(n) for n in numerators)), LOAD_RESOLUTION)
 
 
-def zipf_loads(num_experts: int, alpha: float) -> np.ndarray:
-    """Zipf loads ``1 / rank**alpha`` over ranks 1..E, in descending order, in load units."""
+def cap_shares(weights: np.ndarray, top_k: int) -> np.ndarray:
+    """Shares proportional to ``weights`` with none above ``1/top_k``: a token picks ``top_k``
+    *distinct* experts, so one expert receives at most every token, a ``1/top_k`` share of the
+    routed copies. Experts over the cap are held at it and the rest rescaled (water-filling)."""
+    shares = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
+    cap = 1.0 / top_k
+    fixed = np.zeros(len(shares), dtype=bool)
+    while True:
+        over = (shares > cap * (1 + 1e-12)) & ~fixed
+        if not over.any():
+            return shares
+        fixed |= over
+        rest = 1.0 - cap * fixed.sum()
+        free = shares[~fixed]
+        shares = np.where(fixed, cap, shares * (rest / free.sum() if free.sum() else 0.0))
+
+
+def zipf_loads(num_experts: int, alpha: float, top_k: int = 1) -> np.ndarray:
+    """Zipf loads ``1 / rank**alpha`` over ranks 1..E, in descending order, in load units, capped
+    at ``1/top_k`` of the routed copies (see :func:`cap_shares`)."""
     ranks = np.arange(1, num_experts + 1, dtype=np.float64)
-    return _normalise_weights(1.0 / ranks**alpha)
+    return _normalise_weights(cap_shares(1.0 / ranks**alpha, top_k))
 
 
 def layer_loads(model: ModelSpec, load: ExpertLoad) -> list[np.ndarray]:
@@ -56,7 +74,7 @@ def layer_loads(model: ModelSpec, load: ExpertLoad) -> list[np.ndarray]:
     :data:`LOAD_RESOLUTION`.
 
     - ``uniform``: every expert the same (up to one unit of rounding, given to the lowest indices).
-    - ``power_law``: Zipf weights ``1/rank**alpha``, permuted per layer with
+    - ``power_law``: Zipf weights ``1/rank**alpha`` (capped at ``1/top_k``), permuted per layer with
       ``numpy.random.default_rng(load.seed + layer_index)`` (``layer_index`` counts MoE layers
       from 0), so layers differ in which expert is hot but share one multiset of loads.
     - ``measured``: each row of ``load.counts`` normalised.
@@ -68,7 +86,7 @@ def layer_loads(model: ModelSpec, load: ExpertLoad) -> list[np.ndarray]:
         return [even.copy() for _ in range(num_moe)]
     if load.kind == "power_law":
         assert load.alpha is not None  # the schema guarantees it
-        descending = zipf_loads(num_experts, load.alpha)
+        descending = zipf_loads(num_experts, load.alpha, model.top_k)
         return [
             descending[np.random.default_rng(load.seed + i).permutation(num_experts)]
             for i in range(num_moe)
@@ -89,3 +107,17 @@ def layer_loads(model: ModelSpec, load: ExpertLoad) -> list[np.ndarray]:
         counts = np.asarray(row, dtype=np.int64)
         loads.append(largest_remainder(counts, int(sum(row)), LOAD_RESOLUTION))
     return loads
+
+
+def describe(load: ExpertLoad, model: ModelSpec) -> str:
+    """The expert load in words, as every answer states it."""
+    if not model.moe_layers:
+        return "none (no MoE layers)"
+    if load.kind == "uniform":
+        return "uniform routing"
+    if load.kind == "power_law":
+        hot = zipf_loads(model.num_experts, float(load.alpha), model.top_k)
+        ratio = float(hot.max()) * model.num_experts / LOAD_RESOLUTION
+        return (f"power law alpha = {load.alpha:g} (seed {load.seed}; hottest expert "
+                f"{ratio:.1f}x the mean)")
+    return f"measured counts ({len(load.counts or ())} MoE layers)"

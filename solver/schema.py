@@ -12,9 +12,11 @@ resolves names and paths into the explicit specs below before anything else sees
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from functools import cached_property
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Strict as NoCoercion
 
 Precision = Literal["fp32", "bf16", "fp16", "fp8", "int8", "mxfp4", "fp4", "int4"]
 
@@ -54,8 +56,6 @@ MAX_HBM_GB = 100_000.0
 MIN_HBM_TB_S, MAX_HBM_TB_S = 0.01, 1000.0
 MIN_LINK_GB_S, MAX_LINK_GB_S = 0.1, 1e6
 MAX_LATENCY_US = 100_000.0
-#: A batch range is searched exhaustively, so it may hold at most this many values (use ``step``).
-MAX_BATCH_CHOICES = 32
 #: Values one degree may be forbidden (each is one more constraint over every candidate).
 MAX_FORBIDDEN_VALUES = 64
 #: Largest measured token count per (layer, expert): counts are read as 64-bit integers.
@@ -70,16 +70,20 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
-PosInt = Annotated[int, Field(gt=0)]
-NonNegInt = Annotated[int, Field(ge=0)]
-PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Fraction = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+#: Integers and floats are strict: a boolean is never a number (YAML's ``true`` is not 1), a
+#: string never parses into one, and an integer field takes no float.
+Int = Annotated[int, NoCoercion()]
+Float = Annotated[float, NoCoercion()]
+PosInt = Annotated[Int, Field(gt=0)]
+NonNegInt = Annotated[Int, Field(ge=0)]
+PosFloat = Annotated[Float, Field(gt=0, allow_inf_nan=False)]
+NonNegFloat = Annotated[Float, Field(ge=0, allow_inf_nan=False)]
+Fraction = Annotated[Float, Field(gt=0, le=1, allow_inf_nan=False)]
 #: An efficiency (MFU, HBM or link efficiency): a fraction of at least MIN_EFFICIENCY.
-Efficiency = Annotated[float, Field(ge=MIN_EFFICIENCY, le=1, allow_inf_nan=False)]
-Tflops = Annotated[float, Field(ge=MIN_TFLOPS, le=MAX_TFLOPS, allow_inf_nan=False)]
-LinkGBs = Annotated[float, Field(ge=MIN_LINK_GB_S, le=MAX_LINK_GB_S, allow_inf_nan=False)]
-LatencyUs = Annotated[float, Field(ge=0, le=MAX_LATENCY_US, allow_inf_nan=False)]
+Efficiency = Annotated[Float, Field(ge=MIN_EFFICIENCY, le=1, allow_inf_nan=False)]
+Tflops = Annotated[Float, Field(ge=MIN_TFLOPS, le=MAX_TFLOPS, allow_inf_nan=False)]
+LinkGBs = Annotated[Float, Field(ge=MIN_LINK_GB_S, le=MAX_LINK_GB_S, allow_inf_nan=False)]
+LatencyUs = Annotated[Float, Field(ge=0, le=MAX_LATENCY_US, allow_inf_nan=False)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -91,22 +95,22 @@ class AttentionSpec(Strict):
     """Attention of every layer: grouped-query (GQA/MHA) or DeepSeek's multi-head latent (MLA)."""
 
     kind: Literal["gqa", "mla"] = Field("gqa", description="'gqa' (covers MHA and MQA) or 'mla'.")
-    num_heads: int = Field(gt=0, le=MAX_HEADS, description="Query heads.")
-    num_kv_heads: int = Field(
+    num_heads: Int = Field(gt=0, le=MAX_HEADS, description="Query heads.")
+    num_kv_heads: Int = Field(
         gt=0, le=MAX_HEADS, description="Key/value heads (GQA). For MLA, equal to num_heads."
     )
-    head_dim: int = Field(
+    head_dim: Int = Field(
         gt=0, le=4096, description="Per-head dimension of Q/K/V (GQA). Not always hidden/heads."
     )
-    q_lora_rank: int = Field(0, ge=0, le=MAX_HIDDEN, description="MLA query low-rank; 0 = none.")
-    kv_lora_rank: int = Field(0, ge=0, le=MAX_HIDDEN, description="MLA compressed KV rank.")
-    qk_nope_head_dim: int = Field(0, ge=0, le=4096, description="MLA non-rotary Q/K head dim.")
-    qk_rope_head_dim: int = Field(0, ge=0, le=4096, description="MLA rotary Q/K head dim.")
-    v_head_dim: int = Field(0, ge=0, le=4096, description="MLA value head dim.")
+    q_lora_rank: Int = Field(0, ge=0, le=MAX_HIDDEN, description="MLA query low-rank; 0 = none.")
+    kv_lora_rank: Int = Field(0, ge=0, le=MAX_HIDDEN, description="MLA compressed KV rank.")
+    qk_nope_head_dim: Int = Field(0, ge=0, le=4096, description="MLA non-rotary Q/K head dim.")
+    qk_rope_head_dim: Int = Field(0, ge=0, le=4096, description="MLA rotary Q/K head dim.")
+    v_head_dim: Int = Field(0, ge=0, le=4096, description="MLA value head dim.")
     bias: bool = Field(False, description="Q/K/V/O projections carry biases (gpt-oss).")
     qk_norm: bool = Field(False, description="Per-head RMSNorm on Q and K (Qwen3).")
     sinks: bool = Field(False, description="One learned attention-sink logit per head (gpt-oss).")
-    sliding_window: int | None = Field(
+    sliding_window: Int | None = Field(
         None, gt=0, le=MAX_SEQ_LEN, description="Window of the sliding-window layers, in tokens."
     )
     sliding_layers: tuple[int, ...] = Field(
@@ -141,40 +145,46 @@ class ModelSpec(Strict):
     """The architecture, as explicit numbers. Presets and HF configs are turned into this."""
 
     name: str = Field("custom", min_length=1, max_length=200, description="Display name.")
-    num_layers: int = Field(gt=0, le=MAX_LAYERS, description="Decoder layers.")
+    num_layers: Int = Field(gt=0, le=MAX_LAYERS, description="Decoder layers.")
     dense_layers: tuple[int, ...] = Field(
         (),
         description="Indices of layers with a dense FFN instead of MoE (DeepSeek: [0,1,2]; "
         "Llama 4 Maverick: the even layers). Every other layer is an MoE layer.",
     )
-    hidden_size: int = Field(gt=0, le=MAX_HIDDEN, description="Model (token) dimension.")
+    hidden_size: Int = Field(gt=0, le=MAX_HIDDEN, description="Model (token) dimension.")
     attention: AttentionSpec = Field(description="Attention of every layer.")
-    dense_ffn_width: int = Field(
+    dense_ffn_width: Int = Field(
         0, ge=0, le=4 * MAX_HIDDEN, description="Intermediate width of dense FFN layers."
     )
-    num_experts: int = Field(gt=0, le=MAX_EXPERTS, description="Routed experts per MoE layer.")
-    top_k: int = Field(gt=0, le=MAX_EXPERTS, description="Routed experts per token.")
-    expert_ffn_width: int = Field(gt=0, le=4 * MAX_HIDDEN, description="Routed expert width.")
-    num_shared_experts: int = Field(0, ge=0, le=64, description="Shared experts per MoE layer.")
-    shared_expert_width: int = Field(
+    num_experts: Int = Field(gt=0, le=MAX_EXPERTS, description="Routed experts per MoE layer.")
+    top_k: Int = Field(gt=0, le=MAX_EXPERTS, description="Routed experts per token.")
+    expert_ffn_width: Int = Field(gt=0, le=4 * MAX_HIDDEN, description="Routed expert width.")
+    num_shared_experts: Int = Field(0, ge=0, le=64, description="Shared experts per MoE layer.")
+    shared_expert_width: Int = Field(
         0, ge=0, le=4 * MAX_HIDDEN, description="Width of each shared expert (0 = expert width)."
     )
     gated_ffn: bool = Field(True, description="SwiGLU-style FFN: 3 matrices (gate, up, down).")
     ffn_bias: bool = Field(False, description="FFN/expert projections carry biases (gpt-oss).")
     router_bias: bool = Field(False, description="The router has a bias (gpt-oss).")
-    vocab_size: int = Field(gt=0, le=MAX_VOCAB, description="Vocabulary size.")
+    vocab_size: Int = Field(gt=0, le=MAX_VOCAB, description="Vocabulary size.")
     tie_embeddings: bool = Field(False, description="LM head shares the embedding matrix.")
     weight_precision: Precision = Field("bf16", description="Precision of non-expert weights.")
     expert_precision: Precision | None = Field(
         None, description="Precision of routed expert weights (default: weight_precision); "
         "shared experts use weight_precision."
     )
+    weight_block_size: Int | None = Field(
+        None, gt=0, le=4096,
+        description="Edge of the square blocks block-quantised weights are scaled in (FP8 "
+        "checkpoints of DeepSeek-V3 and Qwen3: 128); every tensor-parallel shard must keep whole "
+        "blocks. None: per-tensor or per-channel scales.",
+    )
     kv_precision: Precision = Field("bf16", description="Precision of the KV cache.")
     activation_precision: Precision = Field("bf16", description="Precision of activations.")
-    declared_total_params: int | None = Field(
+    declared_total_params: Int | None = Field(
         None, gt=0, description="Parameter count the source claims; checked against the layout."
     )
-    max_position_embeddings: int | None = Field(
+    max_position_embeddings: Int | None = Field(
         None, gt=0, le=MAX_POSITION_EMBEDDINGS, description="Longest context the model supports."
     )
 
@@ -199,7 +209,7 @@ class ModelSpec(Strict):
             raise ValueError("dense_ffn_width must be > 0 when the model has dense layers")
         return self
 
-    @property
+    @cached_property
     def moe_layers(self) -> tuple[int, ...]:
         dense = set(self.dense_layers)
         return tuple(i for i in range(self.num_layers) if i not in dense)
@@ -228,16 +238,16 @@ class HardwareSpec(Strict):
         "A precision missing here runs at the rate of the next wider one listed."
     )
     mfu: Efficiency = Field(description="Fraction of peak FLOPS that GEMMs achieve [0.01-1].")
-    hbm_gb: float = Field(
+    hbm_gb: Float = Field(
         gt=0, le=MAX_HBM_GB, allow_inf_nan=False,
         description="HBM capacity per GPU, in GB (1e9 bytes)."
     )
-    hbm_tb_s: float = Field(
+    hbm_tb_s: Float = Field(
         ge=MIN_HBM_TB_S, le=MAX_HBM_TB_S, allow_inf_nan=False,
         description="Peak HBM bandwidth per GPU, in TB/s."
     )
     hbm_efficiency: Efficiency = Field(description="Achievable fraction of HBM bandwidth.")
-    gpus_per_node: int = Field(gt=0, le=1024, description="GPUs sharing the fast interconnect.")
+    gpus_per_node: Int = Field(gt=0, le=1024, description="GPUs sharing the fast interconnect.")
     intra_node_gb_s: LinkGBs = Field(description="Intra-node bandwidth per GPU, GB/s, one way.")
     inter_node_gb_s: LinkGBs = Field(description="Inter-node bandwidth per GPU, GB/s, one way.")
     intra_node_latency_us: LatencyUs = Field(description="Latency of one intra-node hop, µs.")
@@ -265,27 +275,17 @@ class HardwareSpec(Strict):
 
 
 class BatchRange(Strict):
-    """A range of batch sizes for the solver to choose from."""
+    """The concurrency the solver may choose: any integer in ``[min, max]`` (a plan's batch must
+    also satisfy the plan-space rules, e.g. ``dp`` divides it)."""
 
-    min: int = Field(gt=0, le=MAX_BATCH, description="Smallest batch allowed.")
-    max: int = Field(gt=0, le=MAX_BATCH, description="Largest batch allowed.")
-    step: int = Field(1, gt=0, le=MAX_BATCH, description="Batches tried: min, min+step, ... max.")
+    min: Int = Field(1, gt=0, le=MAX_BATCH, description="Smallest batch allowed.")
+    max: Int = Field(MAX_BATCH, gt=0, le=MAX_BATCH, description="Largest batch allowed.")
 
     @model_validator(mode="after")
     def _check(self) -> BatchRange:
         if self.max < self.min:
             raise ValueError(f"batch max ({self.max}) cannot be below batch min ({self.min})")
-        n = len(self.values)
-        if n > MAX_BATCH_CHOICES:
-            raise ValueError(
-                f"batch range min={self.min}, max={self.max}, step={self.step} holds {n} values; "
-                f"at most {MAX_BATCH_CHOICES} are searched exhaustively (raise step)"
-            )
         return self
-
-    @property
-    def values(self) -> tuple[int, ...]:
-        return tuple(range(self.min, self.max + 1, self.step))
 
 
 class Targets(Strict):
@@ -299,20 +299,22 @@ class Targets(Strict):
     min_output_tokens_per_s: PosFloat | None = Field(
         None, description="Min output tokens/s of the whole deployment (all replicas)."
     )
-    max_gpus: int | None = Field(None, gt=0, le=MAX_GPUS, description="Max total GPUs.")
+    max_gpus: Int | None = Field(None, gt=0, le=MAX_GPUS, description="Max total GPUs.")
 
 
 class Workload(Strict):
     """Request shape, concurrency and targets."""
 
-    input_len: int = Field(gt=0, le=MAX_SEQ_LEN, description="Typical input (prompt) length.")
-    max_input_len: int | None = Field(
+    input_len: Int = Field(gt=0, le=MAX_SEQ_LEN, description="Typical input (prompt) length.")
+    max_input_len: Int | None = Field(
         None, gt=0, le=MAX_SEQ_LEN, description="Maximum input length (default: input_len)."
     )
-    output_len: int = Field(gt=0, le=MAX_SEQ_LEN, description="Output tokens per request.")
-    batch: Annotated[int, Field(gt=0, le=MAX_BATCH)] | BatchRange = Field(
-        description="Concurrent sequences per serving instance: fixed, or {min, max, step} for "
-        "the solver to choose."
+    output_len: Int = Field(gt=0, le=MAX_SEQ_LEN, description="Output tokens per request.")
+    batch: Annotated[Int, Field(gt=0, le=MAX_BATCH)] | BatchRange = Field(
+        default_factory=BatchRange,
+        description="Concurrent sequences per serving instance (the engine's running requests, "
+        "vLLM's max_num_seqs in use): fixed, or {min, max} for the solver to choose any integer "
+        "in between (default: any batch).",
     )
     targets: Targets = Field(default_factory=Targets, description="Service-level targets.")
 
@@ -335,10 +337,16 @@ class Workload(Strict):
         return self.max_input + self.output_len
 
     @property
-    def batch_choices(self) -> tuple[int, ...]:
+    def batch_bounds(self) -> tuple[int, int]:
+        """Smallest and largest batch the workload allows."""
         if isinstance(self.batch, int):
-            return (self.batch,)
-        return self.batch.values
+            return self.batch, self.batch
+        return self.batch.min, self.batch.max
+
+    @property
+    def mean_context(self) -> int:
+        """Mean context of a decoding sequence: typical input plus half the output (rounded up)."""
+        return self.input_len + ceil_div(self.output_len, 2)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -346,26 +354,41 @@ class Workload(Strict):
 # ----------------------------------------------------------------------------------------------
 
 
+#: Default Zipf exponent of expert popularity (docs/cost-model.md, "Expert load"): with it
+#: DeepSeek-V3's hottest expert gets 4.6x the mean load ("hot experts several times the mean",
+#: DeepSeek's EPLB statistics) and contiguous EP32 blocks put 1.50x the mean on the busiest rank,
+#: the 1.49x that LMSYS measured EPLB to win in DeepSeek-V3 prefill at EP32 (2025-05-05).
+DEFAULT_POWER_LAW_ALPHA = 0.35
+
+
 class ExpertLoad(Strict):
-    """How routed tokens spread over experts, per MoE layer."""
+    """How routed tokens spread over experts, per MoE layer. Default: a power law (Zipf) with
+    exponent 0.35, permuted per layer — uniform routing is the optimistic corner."""
 
     kind: Literal["uniform", "power_law", "measured"] = Field(
-        "uniform", description="'uniform', 'power_law' (Zipf with exponent alpha) or 'measured'."
+        "power_law", description="'power_law' (Zipf with exponent alpha, the default), "
+        "'uniform' or 'measured'."
     )
-    alpha: float | None = Field(
-        None, gt=0, le=10, allow_inf_nan=False, description="Power-law exponent (power_law only)."
-    )
-    seed: int = Field(0, ge=0, description="Seed of the per-layer permutation of the power law.")
-    counts: tuple[tuple[Annotated[int, Field(ge=0, le=MAX_TOKEN_COUNT)], ...], ...] | None = Field(
+    alpha: Float | None = Field(
+        None, gt=0, le=10, allow_inf_nan=False,
+        description=f"Power-law exponent (power_law only; default {DEFAULT_POWER_LAW_ALPHA}).")
+    seed: Int = Field(0, ge=0, description="Seed of the per-layer permutation of the power law.")
+    counts: tuple[tuple[Annotated[Int, Field(ge=0, le=MAX_TOKEN_COUNT)], ...], ...] | None = Field(
         None,
         description="Measured token counts: one row per MoE layer (in layer order), one column "
         "per routed expert (as vLLM/SGLang expert-distribution recorders write them).",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_alpha(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind", "power_law") == "power_law" \
+                and data.get("alpha") is None:
+            return {**data, "alpha": DEFAULT_POWER_LAW_ALPHA}
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> ExpertLoad:
-        if self.kind == "power_law" and self.alpha is None:
-            raise ValueError("power_law load needs alpha")
         if self.kind != "power_law" and self.alpha is not None:
             raise ValueError("alpha is only used with kind power_law")
         if self.kind == "measured":
@@ -382,11 +405,69 @@ class ExpertLoad(Strict):
 
 
 # ----------------------------------------------------------------------------------------------
+# Engine
+# ----------------------------------------------------------------------------------------------
+
+EngineName = Literal["vllm", "sglang", "trtllm"]
+
+
+class EngineSpec(Strict):
+    """The serving engine and the settings of it that the cost model prices. Every setting left
+    out takes that engine's default (solver/engines.py, with sources)."""
+
+    name: EngineName = Field("vllm", description="'vllm', 'sglang' or 'trtllm'.")
+    gpu_memory_utilization: Float | None = Field(
+        None, gt=0, le=1, allow_inf_nan=False,
+        description="Fraction of HBM the engine may allocate (weights, activations, KV cache, "
+        "runtime); vLLM --gpu-memory-utilization, SGLang --mem-fraction-static.",
+    )
+    max_num_batched_tokens: Int | None = Field(
+        None, gt=0, le=MAX_SEQ_LEN,
+        description="Tokens one scheduler step may batch per attention-DP rank (chunked "
+        "prefill budget); vLLM --max-num-batched-tokens, SGLang --chunked-prefill-size.",
+    )
+    step_overhead_us: Float | None = Field(
+        None, ge=0, le=MAX_LATENCY_US, allow_inf_nan=False,
+        description="Time of one scheduler step outside the GPU kernels (scheduling, sampling, "
+        "launch), microseconds.",
+    )
+    ep_dispatch_precision: Literal["fp8", "bf16"] | None = Field(
+        None, description="Precision of expert-parallel dispatch (the combine is BF16).")
+    overlap: Literal["none", "two_batch"] = Field(
+        "none", description="'two_batch': split each step into two micro-batches and overlap "
+        "expert-parallel communication with compute (SGLang --enable-two-batch-overlap, vLLM "
+        "--enable-dbo).",
+    )
+
+    def _default(self, key: str) -> Any:
+        from solver.engines import ENGINE_DEFAULTS
+
+        return getattr(ENGINE_DEFAULTS[self.name], key)
+
+    @property
+    def memory_fraction(self) -> float:
+        return self.gpu_memory_utilization or self._default("gpu_memory_utilization")
+
+    @property
+    def token_budget(self) -> int:
+        return self.max_num_batched_tokens or self._default("max_num_batched_tokens")
+
+    @property
+    def overhead_us(self) -> float:
+        v = self.step_overhead_us
+        return self._default("step_overhead_us") if v is None else v
+
+    @property
+    def dispatch_precision(self) -> str:
+        return self.ep_dispatch_precision or self._default("ep_dispatch_precision")
+
+
+# ----------------------------------------------------------------------------------------------
 # Search options
 # ----------------------------------------------------------------------------------------------
 
 DegreeName = Literal["tp", "pp", "dp", "cp", "ep", "etp", "edp", "replicas"]
-DegreeValue = Annotated[int, Field(gt=0, le=MAX_GPUS)]
+DegreeValue = Annotated[Int, Field(gt=0, le=MAX_GPUS)]
 
 
 class SearchOptions(Strict):
@@ -399,10 +480,16 @@ class SearchOptions(Strict):
         max_length=MAX_FORBIDDEN_VALUES)]] = Field(
         default_factory=dict, description="Values a degree may not take, e.g. {cp: [2, 4]}."
     )
-    max_pp: int = Field(16, gt=0, le=MAX_LAYERS, description="Largest pipeline degree tried.")
-    max_cp: int = Field(8, gt=0, le=1024, description="Largest context-parallel degree tried.")
-    max_dp: int = Field(64, gt=0, le=MAX_GPUS, description="Largest attention-DP degree tried.")
-    redundant_experts: int = Field(
+    max_pp: Int | None = Field(
+        None, gt=0, le=MAX_LAYERS, description="Largest pipeline degree searched (default: "
+        "no limit but the layer count). A restriction: echoed in the answer's search_space.")
+    max_cp: Int | None = Field(
+        None, gt=0, le=1024, description="Largest context-parallel degree searched (default: "
+        "no limit but the node rule). A restriction: echoed in search_space.")
+    max_dp: Int | None = Field(
+        None, gt=0, le=MAX_GPUS, description="Largest attention-DP degree searched (default: "
+        "no limit but the batch). A restriction: echoed in search_space.")
+    redundant_experts: Int = Field(
         0,
         ge=0,
         le=MAX_EXPERTS,
@@ -410,13 +497,16 @@ class SearchOptions(Strict):
         "vLLM's --num-redundant-experts: with ep > 1, ep must divide experts + this; ep = 1 uses "
         "none.",
     )
-    ep_cross_node: bool = Field(False, description="Allow EP groups to span nodes.")
+    ep_cross_node: bool = Field(
+        True, description="Allow EP groups to span nodes (costed by the hierarchical "
+        "all-to-all: NVLink inside a node, RDMA across nodes). Default true, as DeepSeek-V3 and "
+        "Kimi-K2 are served.")
     tp_cross_node: bool = Field(False, description="Allow TP groups to span nodes.")
-    time_limit_s: float = Field(
+    time_limit_s: Float = Field(
         60.0, gt=0, le=MAX_TIME_LIMIT_S, allow_inf_nan=False, description="Solver time limit."
     )
-    workers: int = Field(2, gt=0, le=256, description="CP-SAT search workers.")
-    random_seed: int = Field(
+    workers: Int = Field(2, gt=0, le=256, description="CP-SAT search workers.")
+    random_seed: Int = Field(
         0, ge=0, le=MAX_RANDOM_SEED, description="CP-SAT random seed (reproducible runs)."
     )
 
@@ -429,14 +519,14 @@ class SearchOptions(Strict):
 class Degrees(Strict):
     """Parallel degrees of one deployment (Megatron-Core parallel folding)."""
 
-    tp: int = Field(1, gt=0, le=MAX_GPUS, description="Attention tensor parallel.")
-    pp: int = Field(1, gt=0, le=MAX_GPUS, description="Pipeline stages.")
-    dp: int = Field(1, gt=0, le=MAX_GPUS, description="Attention data parallel in a stage.")
-    cp: int = Field(1, gt=0, le=MAX_GPUS, description="Context (sequence) parallel.")
-    ep: int = Field(1, gt=0, le=MAX_GPUS, description="Expert parallel.")
-    etp: int = Field(1, gt=0, le=MAX_GPUS, description="Expert tensor parallel.")
-    edp: int = Field(1, gt=0, le=MAX_GPUS, description="Expert data parallel.")
-    replicas: int = Field(1, gt=0, le=MAX_GPUS, description="Identical serving instances.")
+    tp: Int = Field(1, gt=0, le=MAX_GPUS, description="Attention tensor parallel.")
+    pp: Int = Field(1, gt=0, le=MAX_GPUS, description="Pipeline stages.")
+    dp: Int = Field(1, gt=0, le=MAX_GPUS, description="Attention data parallel in a stage.")
+    cp: Int = Field(1, gt=0, le=MAX_GPUS, description="Context (sequence) parallel.")
+    ep: Int = Field(1, gt=0, le=MAX_GPUS, description="Expert parallel.")
+    etp: Int = Field(1, gt=0, le=MAX_GPUS, description="Expert tensor parallel.")
+    edp: Int = Field(1, gt=0, le=MAX_GPUS, description="Expert data parallel.")
+    replicas: Int = Field(1, gt=0, le=MAX_GPUS, description="Identical serving instances.")
 
     @property
     def gpus_per_stage(self) -> int:
@@ -454,11 +544,39 @@ class Degrees(Strict):
         return ",".join(f"{k}={v}" for k, v in self.model_dump().items())
 
 
+class Grid(NamedTuple):
+    """Degrees of one serving instance without replicas (the planner's and the cost model's
+    light-weight key; :class:`Degrees` is the validated, user-facing form)."""
+
+    tp: int
+    cp: int
+    dp: int
+    ep: int
+    etp: int
+    edp: int
+    pp: int
+
+    @property
+    def gpus_per_stage(self) -> int:
+        return self.tp * self.cp * self.dp
+
+    @property
+    def gpus_per_instance(self) -> int:
+        return self.pp * self.tp * self.cp * self.dp
+
+    def degrees(self, replicas: int = 1) -> Degrees:
+        return Degrees(**self._asdict(), replicas=replicas)
+
+    @classmethod
+    def of(cls, d: Degrees) -> Grid:
+        return cls(d.tp, d.cp, d.dp, d.ep, d.etp, d.edp, d.pp)
+
+
 class Stage(Strict):
     """One pipeline stage: the contiguous range of layers first_layer..last_layer (inclusive)."""
 
-    first_layer: int = Field(ge=0, description="First layer of the stage (inclusive).")
-    last_layer: int = Field(ge=0, description="Last layer of the stage (inclusive).")
+    first_layer: Int = Field(ge=0, description="First layer of the stage (inclusive).")
+    last_layer: Int = Field(ge=0, description="Last layer of the stage (inclusive).")
 
     @model_validator(mode="after")
     def _check(self) -> Stage:
@@ -477,7 +595,7 @@ class LayerPlacement(Strict):
     An expert listed on several ranks is replicated; its tokens split evenly over its replicas.
     """
 
-    layer: int = Field(ge=0, description="Layer index.")
+    layer: Int = Field(ge=0, description="Layer index.")
     ranks: tuple[tuple[NonNegInt, ...], ...] = Field(
         min_length=1, description="ranks[r] = experts held by EP rank r (one entry per slot)."
     )
@@ -486,9 +604,9 @@ class LayerPlacement(Strict):
 class RankLocation(Strict):
     """Where one GPU of an instance sits."""
 
-    rank: int = Field(ge=0, description="Global rank inside the instance.")
-    node: int = Field(ge=0, description="Node index inside the instance.")
-    local_gpu: int = Field(ge=0, description="GPU index inside the node.")
+    rank: Int = Field(ge=0, description="Global rank inside the instance.")
+    node: Int = Field(ge=0, description="Node index inside the instance.")
+    local_gpu: Int = Field(ge=0, description="GPU index inside the node.")
 
 
 class Plan(Strict):
@@ -496,12 +614,18 @@ class Plan(Strict):
     estimator then uses contiguous balanced stages and the default placement."""
 
     degrees: Degrees = Field(description="Parallel degrees.")
-    batch: int = Field(gt=0, le=MAX_BATCH, description="Concurrent sequences per instance.")
+    batch: Int = Field(gt=0, le=MAX_BATCH, description="Concurrent sequences per instance.")
+    redundant_experts: Int | None = Field(
+        None, ge=0, le=MAX_EXPERTS,
+        description="Redundant expert slots per MoE layer (vLLM --num-redundant-experts / "
+        "--eplb-config num_redundant_experts; SGLang --ep-num-redundant-experts). Default: the "
+        "instance's search.redundant_experts when ep > 1, none when ep = 1.",
+    )
     stages: tuple[Stage, ...] | None = Field(None, description="Layers of each pipeline stage.")
     placement: tuple[LayerPlacement, ...] | None = Field(
         None, description="Expert placement per MoE layer."
     )
-    claimed_total_gpus: int | None = Field(
+    claimed_total_gpus: Int | None = Field(
         None, gt=0, description="Total GPUs the author claims (checked against the degrees)."
     )
     claimed_metrics: dict[str, float] | None = Field(
@@ -523,6 +647,8 @@ class Instance(Strict):
     model: ModelSpec = Field(description="The model (resolved from a preset, config or fields).")
     hardware: HardwareSpec = Field(description="The GPU type (resolved from a preset or fields).")
     workload: Workload = Field(description="Requests, batch and targets.")
+    engine: EngineSpec = Field(default_factory=EngineSpec,
+                               description="The serving engine and its settings.")
     expert_load: ExpertLoad = Field(default_factory=ExpertLoad, description="Expert load.")
     search: SearchOptions = Field(default_factory=SearchOptions, description="Search options.")
     claimed_plan: Plan | None = Field(None, description="A proposed plan, for verify.")
@@ -568,14 +694,24 @@ def divisors(n: int) -> list[int]:
 
 
 class Metrics(Strict):
-    """What a plan achieves under the cost model (docs/cost-model.md)."""
+    """What a plan achieves under the cost model (docs/cost-model.md), in steady state at its
+    batch with continuous batching and chunked prefill."""
 
-    ttft_s: float = Field(description="Time to first token of a maximum-length prompt, s.")
-    tpot_s: float = Field(description="Time per output token in steady-state decode, s.")
-    output_tokens_per_s: float = Field(description="Output tokens/s of the whole deployment.")
-    output_tokens_per_s_per_gpu: float = Field(description="Output tokens/s per GPU.")
-    tokens_per_s_per_user: float = Field(description="Output tokens/s one user sees (1/TPOT).")
-    peak_memory_gb: float = Field(description="Memory of the fullest GPU, GB (1e9 bytes).")
+    ttft_s: Float = Field(description="Time to first token of a maximum-length prompt at the "
+                          "planned load (queueing + chunked prefill alongside decode), s. TTFT "
+                          "targets apply to this figure.")
+    ttft_idle_s: Float = Field(description="Time to first token of a maximum-length prompt on an "
+                               "idle instance, s.")
+    tpot_s: Float = Field(description="Time per output token a user sees in steady state "
+                          "(decode steps slowed by the prefill chunks sharing them), s.")
+    output_tokens_per_s: Float = Field(description="Output tokens/s of the whole deployment.")
+    output_tokens_per_s_per_gpu: Float = Field(description="Output tokens/s per GPU.")
+    tokens_per_s_per_user: Float = Field(description="Output tokens/s one user sees (1/TPOT); "
+                                         "batch x this = the instance's rate.")
+    requests_per_s: Float = Field(description="Requests/s the deployment completes.")
+    prefill_utilization: Float = Field(description="Share of scheduler steps that carry a "
+                                       "prefill chunk (the prefill queue's utilisation).")
+    peak_memory_gb: Float = Field(description="Memory of the fullest GPU, GB (1e9 bytes).")
 
 
 SolveStatus = Literal["OPTIMAL", "FEASIBLE", "INFEASIBLE", "UNKNOWN"]
@@ -584,12 +720,12 @@ SolveStatus = Literal["OPTIMAL", "FEASIBLE", "INFEASIBLE", "UNKNOWN"]
 class LayerExperts(Strict):
     """Expert placement quality of one MoE layer, as fractions of its routed tokens."""
 
-    layer: int = Field(ge=0, description="Layer index.")
-    hottest_load: float = Field(description="Busiest EP rank's share, planner's placement.")
-    greedy_hottest_load: float = Field(description="Busiest EP rank's share, EPLB greedy.")
-    lower_bound: float = Field(description="Proved lower bound on the busiest rank's share.")
+    layer: Int = Field(ge=0, description="Layer index.")
+    hottest_load: Float = Field(description="Busiest EP rank's share, planner's placement.")
+    greedy_hottest_load: Float = Field(description="Busiest EP rank's share, EPLB greedy.")
+    lower_bound: Float = Field(description="Proved lower bound on the busiest rank's share.")
     optimal: bool = Field(description="The planner's placement attains the lower bound.")
-    replicated_experts: int = Field(0, ge=0, description="Experts with more than one replica.")
+    replicated_experts: Int = Field(0, ge=0, description="Experts with more than one replica.")
 
 
 class Explanation(Strict):
@@ -610,12 +746,21 @@ class SolveResult(Strict):
     status: SolveStatus = Field(description="OPTIMAL only when proved; FEASIBLE has a gap.")
     plan: Plan | None = Field(None, description="The best plan found.")
     metrics: Metrics | None = Field(None, description="Metrics of the plan (cost model).")
-    objective: int | None = Field(None, description="Total GPUs of the plan.")
-    bound: int | None = Field(None, description="Proved lower bound on total GPUs.")
-    gap: float | None = Field(None, description="(objective - bound) / objective.")
-    solve_time_s: float = Field(description="Wall time of the solve, s.")
+    objective: Int | None = Field(None, description="Total GPUs of the plan.")
+    bound: Int | None = Field(None, description="Proved lower bound on total GPUs.")
+    gap: Float | None = Field(None, description="(objective - bound) / objective.")
+    solve_time_s: Float = Field(description="Wall time of the solve, s.")
     solver: str = Field(description="Solver and version, e.g. 'ortools-cpsat 9.15'.")
     tie_breaks: tuple[str, ...] = Field((), description="Lexicographic objectives, in order.")
+    tie_breaks_proved: tuple[str, ...] = Field(
+        (), description="The tie-breaks proved optimal (the rest were cut short by the limit).")
+    search_space: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The plan space the answer is optimal over: every restriction in force "
+        "(user-set or default), e.g. {'tp': 'within a node', 'max_pp': 4}.",
+    )
+    expert_load: str = Field("", description="The expert load the plan was costed with.")
     experts: tuple[LayerExperts, ...] = Field((), description="Placement quality per MoE layer.")
     explanation: Explanation | None = Field(None, description="For INFEASIBLE: why.")
-    improving_solutions: int = Field(0, ge=0, description="Improving solutions CP-SAT found.")
+    advice: str = Field("", description="For UNKNOWN or FEASIBLE: what to change to get a proof.")
+    improving_solutions: Int = Field(0, ge=0, description="Improving solutions CP-SAT found.")

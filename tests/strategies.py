@@ -1,7 +1,7 @@
 """Hypothesis strategies: small valid instances the exhaustive reference solves in well under 1 s.
 
-The instances are small on purpose (2-6 layers, nodes of 2-8 GPUs, search limited to pp <= 4,
-cp <= 2, dp <= 4), but every constraint of the problem can bind: the GPU memory is drawn relative
+The instances are small on purpose (2-6 layers, nodes of 2-8 GPUs, batches up to 8, token budgets
+down to 256), but every constraint of the problem can bind: the GPU memory is drawn relative
 to what the model needs on one GPU, and the targets are drawn around the metrics of a random valid
 plan (scaled by 0.5-2), so some instances are comfortably feasible, some are infeasible and many
 sit near the edge of a target.
@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 
 from solver.estimate import evaluate
 from solver.hardware import load_hardware_preset
-from solver.reference import degree_candidates
 from solver.schema import (
     AttentionSpec,
     BatchRange,
+    EngineSpec,
     ExpertLoad,
     HardwareSpec,
     Instance,
@@ -29,6 +29,7 @@ from solver.schema import (
     Workload,
     divisors,
 )
+from solver.space import PlanSpace
 
 HARDWARE = ("seed-card", "h100-sxm")
 
@@ -101,14 +102,28 @@ def small_search(draw: st.DrawFn) -> SearchOptions:
         name = draw(st.sampled_from(["tp", "pp", "ep", "cp", "replicas"]),
                     label="forbidden_degree")
         forbid[name] = (draw(st.sampled_from([1, 2]), label="forbidden_value"),)
+    limits = {}
+    if draw(st.integers(0, 3), label="has_limits") == 0:
+        limits = {"max_pp": draw(st.integers(1, 4), label="max_pp"),
+                  "max_cp": draw(st.integers(1, 2), label="max_cp"),
+                  "max_dp": draw(st.integers(1, 4), label="max_dp")}
     return SearchOptions(
         fix=fix,
         forbid=forbid,
-        max_pp=draw(st.integers(1, 4), label="max_pp"),
-        max_cp=draw(st.integers(1, 2), label="max_cp"),
-        max_dp=draw(st.integers(1, 4), label="max_dp"),
-        redundant_experts=draw(st.sampled_from([0, 0, 2]), label="redundant_experts"),
-        ep_cross_node=draw(st.sampled_from([False, False, True]), label="ep_cross_node"),
+        **limits,
+        redundant_experts=draw(st.sampled_from([0, 0, 2, 3]), label="redundant_experts"),
+        ep_cross_node=draw(st.sampled_from([True, True, False]), label="ep_cross_node"),
+    )
+
+
+@st.composite
+def small_engines(draw: st.DrawFn) -> EngineSpec:
+    """Token budgets small enough that chunking, the prefill queue and its limit all matter."""
+    return EngineSpec(
+        name=draw(st.sampled_from(["vllm", "sglang", "trtllm"]), label="engine"),
+        max_num_batched_tokens=draw(st.sampled_from([None, 256, 1024, 4096]), label="budget"),
+        step_overhead_us=draw(st.sampled_from([None, 0.0, 200.0]), label="overhead_us"),
+        overlap=draw(st.sampled_from(["none", "none", "two_batch"]), label="overlap"),
     )
 
 
@@ -145,6 +160,7 @@ def small_instances(draw: st.DrawFn) -> Instance:
     workload = draw(small_workloads(), label="workload")
     search = draw(small_search(), label="search")
     load = draw(small_loads(), label="expert_load")
+    engine = draw(small_engines(), label="engine")
     hw_name = draw(st.sampled_from(HARDWARE), label="hardware")
     gpn = draw(st.sampled_from([2, 4, 8]), label="gpus_per_node")
     reserved = draw(st.sampled_from([0.0, 0.1, 0.5]), label="reserved_gb")
@@ -152,23 +168,28 @@ def small_instances(draw: st.DrawFn) -> Instance:
     # Memory: relative to the all-ones plan's peak on a GPU with room to spare.
     roomy = _hardware(hw_name, gpus_per_node=gpn, reserved_gb=reserved)
     base = Instance(name="hypothesis", model=model, hardware=roomy, workload=workload,
-                    expert_load=load, search=search)
-    batch = workload.batch_choices[0]
+                    expert_load=load, search=search, engine=engine)
+    batch = workload.batch_bounds[0]
     one_gpu = evaluate(base, Plan(degrees={}, batch=batch)).metrics.peak_memory_gb
     fraction = draw(st.sampled_from([1.0, 1.5, 0.7, 3.0, 0.5, 1.1, 0.9, 10.0]),
-                               label="hbm_frac")
-    hbm = reserved + max(1e-3, fraction * (one_gpu - reserved))
+                    label="hbm_frac")
+    # the engine allocates a fraction of HBM: size HBM so that its budget is what was drawn
+    hbm = (reserved + max(1e-3, fraction * (one_gpu - reserved))) / engine.memory_fraction
     hardware = _hardware(hw_name, gpus_per_node=gpn, reserved_gb=reserved,
                          hbm_gb=float(f"{hbm:.6g}"))
 
     # Targets: around the metrics of one random structurally valid plan (balanced stages, default
     # placement), each target present with some probability.
     probe_instance = base.model_copy(update={"hardware": hardware})
-    candidates = degree_candidates(probe_instance)
+    space = PlanSpace(probe_instance)
+    candidates = [(g, b) for n in range(1, 9) for g in space.grids(n)
+                  for b in range(workload.batch_bounds[0], workload.batch_bounds[1] + 1)
+                  if not space.violations(g, b, space.redundant(g.ep))]
     targets = Targets()
     if candidates:
-        cand = candidates[draw(st.integers(0, len(candidates) - 1), label="probe_plan")]
-        probe = Plan(degrees=cand.degrees, batch=cand.batch)
+        grid, probe_batch = candidates[draw(st.integers(0, len(candidates) - 1),
+                                            label="probe_plan")]
+        probe = Plan(degrees=grid.degrees(), batch=probe_batch)
         met = evaluate(probe_instance, probe).metrics
         fields: dict[str, float | int] = {}
         if draw(st.integers(0, 2), label="has_ttft") == 0:
@@ -184,10 +205,10 @@ def small_instances(draw: st.DrawFn) -> Instance:
             fields["min_output_tokens_per_s"] = _scaled(
                 draw, met.output_tokens_per_s * replicas, "total_rate_scale", upper=False)
         if draw(st.integers(0, 3), label="has_max_gpus") == 0:
-            gpus = cand.degrees.gpus_per_instance
+            gpus = grid.gpus_per_instance
             scaled = _scaled(draw, gpus, "max_gpus_scale", upper=True)
             fields["max_gpus"] = max(1, math.floor(scaled))
         targets = Targets(**fields)
     workload = workload.model_copy(update={"targets": targets})
     return Instance(name="hypothesis", model=model, hardware=hardware, workload=workload,
-                    expert_load=load, search=search)
+                    expert_load=load, search=search, engine=engine)

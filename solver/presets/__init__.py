@@ -68,6 +68,7 @@ def load_model_preset(name: str, precision: str | None = None) -> ModelSpec:
     spec = model_from_hf_config(json.loads(text), key)
     update: dict[str, object] = {"declared_total_params": PUBLISHED_TOTAL_PARAMS[key]}
     if precision is not None:
-        update.update(name=f"{key}@{precision}", weight_precision=precision, expert_precision=None)
+        update.update(name=f"{key}@{precision}", weight_precision=precision, expert_precision=None,
+                      weight_block_size=128 if precision == "fp8" else None)
     # model_validate, not model_copy: the updated spec is checked like any other.
     return ModelSpec.model_validate({**spec.model_dump(), **update})

@@ -1,0 +1,151 @@
+"""Measured kernel timings, one data file per GPU preset.
+
+Each file under ``solver/calibration/data/<gpu>.json`` is derived from a public measured-kernel
+database by ``benchmarks/calibrate.py`` (its ``source`` field names the database, version and
+licence; today NVIDIA aiconfigurator's perf database, Apache-2.0). Two kinds of model:
+
+- **Compute** (GEMM, grouped MoE GEMM, attention), per op class and precision::
+
+      time = floor + ideal / efficiency(x),
+      ideal = max(FLOPs / peak dense FLOP/s, bytes / peak HBM byte/s)
+
+  with the GPU preset's datasheet peaks, a fixed per-call floor (launch, routing, quantisation
+  kernels) and an efficiency that varies with ``x`` (tokens for a GEMM, tokens per expert for a
+  MoE GEMM, sequence length for prefill attention, KV bytes read for decode attention),
+  interpolated linearly in ``log x`` and held at the ends. Efficiencies never exceed 1, so no op
+  beats the datasheet. A curve without a fitted floor uses floor 0 and the measured median
+  efficiency.
+- **Communication** (all-reduce, expert-parallel dispatch/combine): time against message bytes,
+  interpolated in log-log between measured points and extended beyond them by a latency +
+  bandwidth line.
+
+A GPU without a data file, or an op missing from its file, falls back to the roofline with the
+preset's documented flat efficiencies, and the estimate names the source of every term.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ComputeModel:
+    """``time = floor_s + ideal / efficiency(x)`` for one op class and precision."""
+
+    floor_s: float
+    x: tuple[float, ...]
+    efficiency: tuple[float, ...]
+    label: str
+
+    def eff(self, x: np.ndarray | float) -> np.ndarray:
+        lx = np.log(np.maximum(np.asarray(x, dtype=np.float64), self.x[0]))
+        return np.interp(lx, np.log(self.x), self.efficiency)
+
+    def time(self, ideal: np.ndarray, x: np.ndarray, calls: float) -> np.ndarray:
+        return calls * self.floor_s + ideal / self.eff(x)
+
+
+@dataclass(frozen=True)
+class CommModel:
+    """Time of one collective against its message bytes."""
+
+    bytes_: tuple[float, ...]
+    seconds: tuple[float, ...]
+    tail_bw: float  # bytes/s beyond the last point
+    label: str
+
+    def time(self, nbytes: np.ndarray) -> np.ndarray:
+        b = np.maximum(np.asarray(nbytes, dtype=np.float64), self.bytes_[0])
+        inside = np.exp(np.interp(np.log(b), np.log(self.bytes_), np.log(self.seconds)))
+        beyond = self.seconds[-1] + (b - self.bytes_[-1]) / self.tail_bw
+        return np.where(b > self.bytes_[-1], beyond, inside)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The measured models of one GPU."""
+
+    gpu: str
+    source: str
+    compute: dict[str, ComputeModel] = field(default_factory=dict)
+    comm: dict[str, CommModel] = field(default_factory=dict)
+
+
+def _compute(key: str, raw: dict[str, Any], source: str) -> ComputeModel:
+    label = f"measured ({source}: {key})"
+    model = raw.get("model")
+    if model:
+        xs, eff, floor = model["x"], model["efficiency"], float(model["floor_us"]) * 1e-6
+    else:
+        xs = [p[0] for p in raw["points"]]
+        eff = [p[1] for p in raw["points"]]
+        floor = 0.0
+    xs = [float(v) for v in xs]
+    eff = [min(1.0, max(1e-6, float(e))) for e in eff]
+    if len(xs) != len(eff) or not xs or any(b <= a for a, b in zip(xs, xs[1:], strict=False)):
+        raise ValueError(f"{key}: x must be non-empty and strictly increasing")
+    return ComputeModel(floor, tuple(xs), tuple(eff), label)
+
+
+def _comm(key: str, raw: dict[str, Any], source: str) -> CommModel | None:
+    label = f"measured ({source}: {key})"
+    points = raw.get("bytes_model", {}).get("points") if "bytes_model" in raw else None
+    if points is None:
+        points = raw.get("points_bytes_us_algbw_GBps")
+    if not points:
+        return None
+    pts = sorted((float(p[0]), float(p[1]) * 1e-6) for p in points if p[0] > 0 and p[1] > 0)
+    xs, ts = [], []
+    for b, t in pts:  # strictly increasing bytes, non-decreasing time
+        if xs and b <= xs[-1]:
+            continue
+        xs.append(b)
+        ts.append(max(t, ts[-1]) if ts else t)
+    if len(xs) < 2:
+        return None
+    tail = (xs[-1] - xs[-2]) / max(ts[-1] - ts[-2], 1e-12)
+    fit = raw.get("fit_alpha_beta") or {}
+    if fit.get("algbw_GBps"):
+        tail = float(fit["algbw_GBps"]) * 1e9
+    return CommModel(tuple(xs), tuple(ts), tail, label)
+
+
+def parse_calibration(data: dict[str, Any], gpu: str) -> Calibration:
+    source = str(data.get("source", "unknown"))
+    compute: dict[str, ComputeModel] = {}
+    comm: dict[str, CommModel] = {}
+    for key, raw in (data.get("curves") or {}).items():
+        if not isinstance(raw, dict):
+            continue
+        if key.startswith("comm."):
+            model = _comm(key, raw, source)
+            if model is not None:
+                comm[key] = model
+        elif "points" in raw or "model" in raw:
+            compute[key] = _compute(key, raw, source)
+    return Calibration(gpu=gpu, source=source, compute=compute, comm=comm)
+
+
+@cache
+def load_calibration(gpu: str) -> Calibration | None:
+    """The models shipped for GPU preset ``gpu``, or None when there are none."""
+    try:
+        text = resources.files(__package__).joinpath("data", f"{gpu}.json").read_text()
+    except (FileNotFoundError, OSError):
+        return None
+    return parse_calibration(json.loads(text), gpu)
+
+
+def available() -> list[str]:
+    """GPU presets with measured models."""
+    try:
+        files = resources.files(__package__).joinpath("data").iterdir()
+    except (FileNotFoundError, OSError):
+        return []
+    return sorted(f.name.removesuffix(".json") for f in files if f.name.endswith(".json"))

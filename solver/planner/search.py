@@ -1,0 +1,559 @@
+"""The lexicographic search: fewest GPUs, then most output tokens/s per GPU, then lowest TTFT.
+
+**Fewest GPUs** (branch and bound over candidates, levels of a GPU budget ``Λ``). Candidates come
+in increasing order of GPUs per instance, a valid lower bound on their GPUs; bounded under the
+goals, each carries a tighter valid lower bound ``gpu_lb``. Every candidate whose bound is at most
+``Λ`` is *resolved*: for each batch of its bucket, the exact partition routine
+(:mod:`solver.planner.partition`) gives the least slowest stage, hence the fewest replicas — exact
+unless the TTFT target couples the two stage times. Candidates not resolved exactly and whose
+bound is below the best plan found go to one CP-SAT model (:mod:`solver.planner.model`) that
+minimises GPUs over all of them. The answer is OPTIMAL when its GPUs are at most the least bound
+of everything not resolved: every plan left has at least that many GPUs. Otherwise ``Λ`` grows.
+
+**Tie-breaks** among plans with those GPUs: best-first over candidates in decreasing order of an
+upper bound on their tokens/s per GPU, exact per candidate (the partition routine, or a
+one-candidate CP-SAT model when TTFT couples), stopping when no bound can beat the best found;
+then the least TTFT among plans with that rate.
+
+Every phase checks one deadline, every CP-SAT call gets what is left of it, and a watchdog stops
+a call that overruns or is cancelled. docs/solver.md has the proofs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from ortools.sat.python import cp_model
+
+from solver import timing
+from solver.estimate import Prepared
+from solver.planner.bounds import excluded_tp_cp, size_cap, unreachable
+from solver.planner.candidates import (
+    INF,
+    Candidate,
+    GridCost,
+    StageProfile,
+    cost_grid,
+    profile_admits,
+    stage_profile,
+    viable_s,
+)
+from solver.planner.goals import Goals
+from solver.planner.model import Choice, PlannerModel
+from solver.planner.partition import least_full, least_slowest
+from solver.planner.placements import Placements
+from solver.schema import MAX_GPUS, Grid, divisors
+
+#: Seconds a CP-SAT call may run past its limit before the watchdog stops it.
+WATCHDOG_GRACE_S = 0.25
+#: Candidates resolved between two deadline checks.
+CHECK_EVERY = 64
+
+
+class Cancelled(Exception):
+    """``should_stop()`` turned true: the caller abandoned the solve."""
+
+
+@contextlib.contextmanager
+def watchdog(solver: cp_model.CpSolver, deadline: float,
+             should_stop: Callable[[], bool] | None):
+    """Stop ``solver`` when ``should_stop()`` turns true or the deadline (plus a grace) passes,
+    whether or not CP-SAT honours its own limit."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.02):
+            if (should_stop is not None and should_stop()) or \
+                    time.monotonic() > deadline + WATCHDOG_GRACE_S:
+                solver.stop_search()
+                return
+
+    thread = threading.Thread(target=watch, name="moeplan-watchdog", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def run_cpsat(model: cp_model.CpModel, deadline: float, workers: int, seed: int,
+              should_stop: Callable[[], bool] | None,
+              callback: cp_model.CpSolverSolutionCallback | None = None
+              ) -> tuple[cp_model.CpSolver, int]:
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = max(0.01, deadline - time.monotonic())
+    solver.parameters.num_workers = workers
+    solver.parameters.random_seed = seed
+    with watchdog(solver, deadline, should_stop):
+        status = solver.solve(model, callback)
+    if should_stop is not None and should_stop():
+        raise Cancelled("the solve was cancelled")
+    if status == cp_model.MODEL_INVALID:  # a bug in the model, said loudly
+        raise RuntimeError(f"CP-SAT rejected the planner's model: {model.validate()}")
+    return solver, status
+
+
+# ----------------------------------------------------------------------------------------------
+# Candidates, generated lazily by GPUs per instance
+# ----------------------------------------------------------------------------------------------
+
+
+class GridBank:
+    """Grids of the plan space in order of GPUs per instance, each costed once on first use;
+    shared by every goal variant of one solve (explanations re-bound the same candidates).
+    Grids that replicas of a smaller grid dominate are left out (docs/solver.md, "Dominance")."""
+
+    def __init__(self, prep: Prepared, placements: Placements, *, lower: bool = False):
+        self.prep = prep
+        self.placements = placements
+        self.lower = lower
+        self.done = 0  # every grid with gpus_per_instance <= done is listed
+        self.grids: list[Grid] = []  # in increasing order of gpus_per_instance
+        self._costs: dict[Grid, GridCost] = {}
+        self._profiles: dict[Grid, StageProfile] = {}
+        self.eps: set[tuple[int, int]] = set()
+        s = prep.instance.search
+        self._replicas_free = "replicas" not in s.fix and not s.forbid.get("replicas")
+
+    def listed_upto(self, limit: int, deadline: float,
+                    should_stop: Callable[[], bool] | None) -> bool:
+        """List every grid up to ``limit`` GPUs per instance; False when the deadline came
+        first (then ``done`` says how far it got)."""
+        space = self.prep.space
+        limit = min(limit, MAX_GPUS)
+        while self.done < limit:
+            if time.monotonic() >= deadline:
+                return False
+            if should_stop is not None and should_stop():
+                raise Cancelled("the solve was cancelled")
+            n = space.next_size_above(self.done, limit)
+            if n is None:
+                self.done = limit
+                break
+            self.grids.extend(g for g in space.grids(n) if not self._dominated(g))
+            self.done = n
+        return True
+
+    def cost(self, grid: Grid) -> GridCost:
+        gc = self._costs.get(grid)
+        if gc is None:
+            prep = self.prep
+            red = prep.space.redundant(grid.ep)
+            hot = {}
+            if prep.moe_layers:
+                hot = self.placements.hot(grid.ep, red, lower=self.lower)
+                self.eps.add((grid.ep, red))
+            q_range = prep.space.q_range(grid)
+            assert q_range is not None  # space.grids lists only grids with a batch
+            gc = self._costs[grid] = cost_grid(prep, grid, hot, red, q_range)
+        return gc
+
+    def hot(self, grid: Grid) -> dict:
+        prep = self.prep
+        if not prep.moe_layers:
+            return {}
+        red = prep.space.redundant(grid.ep)
+        self.eps.add((grid.ep, red))
+        return self.placements.hot(grid.ep, red, lower=self.lower)
+
+    def profile(self, grid: Grid) -> StageProfile:
+        """The stage profile every pipeline depth of ``grid``'s stage shares."""
+        key = grid._replace(pp=1)
+        p = self._profiles.get(key)
+        if p is None:
+            p = self._profiles[key] = stage_profile(self.prep, key, self.hot(grid))
+        return p
+
+    def _dominated(self, g: Grid) -> bool:
+        """Whether ``k`` replicas of a smaller grid do everything ``g`` does: ``dp = k·dp'`` and
+        ``edp = k·edp'`` with the same tp, cp, pp, ep and etp gives identical per-GPU step
+        times, memory, TTFT and rates, and a pipeline hop no faster. It holds when the smaller
+        grid is in the space with every batch per rank ``g`` has, and replica counts are
+        unrestricted."""
+        if g.edp == 1 or not self._replicas_free:
+            return False
+        space = self.prep.space
+        q_range = space.q_range(g)
+        if q_range is None:
+            return True
+        red = space.redundant(g.ep)
+        for k in divisors(math.gcd(g.dp, g.edp))[1:]:
+            small = g._replace(dp=g.dp // k, edp=g.edp // k)
+            small_q = space.q_range(small)
+            if small_q is None or small_q[0] > q_range[0] or small_q[1] < q_range[1]:
+                continue
+            if space.violations(small, small.dp * q_range[0], red):
+                continue
+            return True
+        return False
+
+    def next_size(self, exclude: frozenset[tuple[int, int]] = frozenset()) -> int:
+        """A lower bound on the GPUs per instance of every grid not listed yet (outside the
+        excluded ``(tp, cp)`` pairs)."""
+        nxt = self.prep.space.next_size_above(self.done, exclude=exclude)
+        return INF if nxt is None else nxt
+
+
+class Pool:
+    """The candidates of a bank bounded under one set of goals."""
+
+    def __init__(self, bank: GridBank, goals: Goals):
+        self.bank = bank
+        self.goals = goals
+        self.size_cap = size_cap(bank.prep, goals)
+        self.excluded = frozenset(excluded_tp_cp(bank.prep, goals))
+        s = bank.prep.instance.search
+        self.fixed_r = s.fix.get("replicas")
+        self.forbidden = tuple(s.forbid.get("replicas", ())) if self.fixed_r is None else ()
+        self.cands: list[Candidate] = []  # bounded, in bank order
+        self._seen = 0
+
+    def upto(self, limit: int, deadline: float,
+             should_stop: Callable[[], bool] | None) -> bool:
+        complete = self.bank.listed_upto(min(limit, self.size_cap), deadline, should_stop)
+        bank = self.bank
+        while self._seen < len(bank.grids):
+            if self._seen % CHECK_EVERY == 0 and time.monotonic() >= deadline:
+                return False
+            grid = bank.grids[self._seen]
+            self._seen += 1
+            if (grid.tp, grid.cp) in self.excluded or (
+                    self.goals.max_gpus is not None
+                    and grid.gpus_per_instance > self.goals.max_gpus):
+                continue
+            prep = bank.prep
+            if not profile_admits(bank.profile(grid), grid, prep.space.q_range(grid), self.goals,
+                                  prep.cm.memory_budget, prep.cm.budget,
+                                  (prep.instance.workload.input_len,
+                                   prep.instance.workload.max_input,
+                                   prep.instance.workload.output_len), prep.cm.overhead_ns):
+                continue
+            gc = bank.cost(grid)
+            for s in viable_s(gc, self.goals):
+                c = Candidate(gc, int(s)).bounded(self.goals, self.fixed_r, self.forbidden)
+                if c is not None:
+                    self.cands.append(c)
+        return complete
+
+    def lb_outside(self) -> int:
+        """A lower bound on the GPUs of every candidate not generated yet (none beyond the size
+        cap can meet the goals)."""
+        if self.bank.done >= self.size_cap:
+            return INF
+        return self.bank.next_size(self.excluded)
+
+
+# ----------------------------------------------------------------------------------------------
+# Resolving one candidate
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Resolved:
+    """The best a candidate does for the GPU objective, and whether that is proved."""
+
+    choice: Choice | None
+    exact: bool
+
+
+def slowest_cap(c: Candidate, goals: Goals, q: int, replicas: int | None = None) -> int:
+    """The largest slowest stage the goals allow at ``q`` (and ``replicas``, when the total rate
+    must be met with that many)."""
+    pp, hop, o = c.pp, c.hop_avg, c.gc.overhead
+    cap = c.caps.slowest_cap if goals.min_rate_per_gpu is None else INF
+    if goals.tpot_ns is not None:
+        cap = min(cap, timing.max_slowest_for_tpot(goals.tpot_ns, pp, hop, o))
+    if goals.min_rate_per_gpu is not None:
+        cap = min(cap, timing.max_slowest_for_rate(c.batch(q), c.gpi, goals.min_rate_per_gpu,
+                                                   pp, hop, o))
+    if replicas is not None and goals.min_rate_total is not None:
+        cap = min(cap, timing.max_slowest_for_replicas(replicas, c.batch(q),
+                                                       goals.min_rate_total, pp, hop, o))
+    return cap
+
+
+def resolve(c: Candidate, pool: Pool) -> Resolved:
+    """Fewest GPUs of candidate ``c``: for each ``q`` the least slowest stage (exact) gives the
+    fewest replicas; exact unless the TTFT target binds on that partition."""
+    goals, caps = pool.goals, c.caps
+    best: Choice | None = None
+    exact = True
+    for q in range(caps.q_hi, caps.q_lo - 1, -1):
+        cap = slowest_cap(c, goals, q)
+        got = least_slowest(c, q, cap)
+        if got is None:
+            continue  # no partition meets memory and the caps, with or without TTFT
+        m, cuts = got
+        f = c.times(cuts)[1]
+        if not c.meets(goals, q, m, f):
+            exact = False  # the TTFT target binds: CP-SAT decides this candidate
+            alt = least_full(c, q, cap)
+            if alt is None:
+                continue
+            f, cuts = alt
+            m = c.times(cuts)[0]
+            if not c.meets(goals, q, m, f):
+                continue
+        r = c.replicas_for(goals, q, m, pool.forbidden, pool.fixed_r)
+        if r is None:
+            continue
+        choice = Choice(c, tuple(cuts), q, r)
+        if best is None or choice.gpus < best.gpus:
+            best = choice
+        if best.gpus == caps.gpu_lb and exact:
+            break  # meets the candidate's own lower bound
+    return Resolved(best, exact)
+
+
+# ----------------------------------------------------------------------------------------------
+# Phase 1: fewest GPUs
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    status: str  # OPTIMAL | FEASIBLE | INFEASIBLE | UNKNOWN
+    choice: Choice | None = None
+    bound: int | None = None
+    improving: int = 0
+    proved: list[str] = field(default_factory=list)
+
+
+ImprovementHook = Callable[[Choice, int], None]
+
+
+class _Stream(cp_model.CpSolverSolutionCallback):
+    """Reports each improving plan CP-SAT finds and stops the search when asked."""
+
+    def __init__(self, pm: PlannerModel, on_plan: Callable[[Choice], None],
+                 should_stop: Callable[[], bool] | None):
+        super().__init__()
+        self.pm, self.on_plan, self.should_stop = pm, on_plan, should_stop
+
+    def on_solution_callback(self) -> None:
+        self.on_plan(self.pm.extract(self))
+        if self.should_stop is not None and self.should_stop():
+            self.stop_search()
+
+
+def key(choice: Choice) -> tuple:
+    """The lexicographic objective of a plan (smaller is better)."""
+    c = choice.cand
+    m, f = choice.times
+    return (choice.gpus, -c.rate_per_gpu(choice.q, m), c.ttft(f, m))
+
+
+def fewest_gpus(pool: Pool, deadline: float, workers: int, seed: int,
+                should_stop: Callable[[], bool] | None,
+                hook: ImprovementHook | None = None) -> Outcome:
+    if unreachable(pool.bank.prep, pool.goals) is not None:
+        return Outcome("INFEASIBLE")
+    best: Choice | None = None
+    improving = 0
+    residual: list[Candidate] = []
+    residual_lb = INF  # proved bound on the GPUs of the residual candidates
+    resolved = 0  # pool.cands[:resolved] have been resolved (or skipped)
+    limit = max(1, pool.bank.prep.space.next_size_above(0) or 1)
+
+    def offer(choice: Choice, bound: int) -> None:
+        nonlocal best, improving
+        if best is None or key(choice) < key(best):
+            if best is None or choice.gpus < best.gpus:
+                improving += 1
+                if hook is not None:
+                    hook(choice, bound)
+            best = choice
+
+    while True:
+        complete = pool.upto(limit, deadline, should_stop)
+        order = sorted(range(resolved, len(pool.cands)), key=lambda i: pool.cands[i].caps.gpu_lb)
+        fresh = [pool.cands[i] for i in order]
+        resolved = len(pool.cands)
+        for n, c in enumerate(fresh):
+            if n % CHECK_EVERY == 0:
+                if should_stop is not None and should_stop():
+                    raise Cancelled("the solve was cancelled")
+                if time.monotonic() >= deadline:
+                    complete = False
+                    residual.extend(fresh[n:])
+                    break
+            if best is not None and c.caps.gpu_lb >= best.gpus:
+                continue  # cannot beat the best plan
+            r = resolve(c, pool)
+            if not r.exact:
+                residual.append(c)
+            if r.choice is not None:
+                offer(r.choice, min(r.choice.gpus, c.caps.gpu_lb))
+        outside = pool.lb_outside() if complete else min(pool.bank.done + 1, limit + 1)
+        # CP-SAT decides the candidates the partition routine could not, when they could win.
+        open_ = [c for c in residual if best is None or c.caps.gpu_lb < best.gpus]
+        residual = open_
+        if open_ and time.monotonic() < deadline:
+            pm = PlannerModel(open_, pool.goals, pool.forbidden)
+            pm.model.minimize(pm.gpus_expr())
+            if best is not None and best.cand in open_:
+                pm.hint(best)
+            stream = _Stream(pm, lambda ch: offer(ch, ch.gpus), should_stop)
+            solver, status = run_cpsat(pm.model, deadline, workers, seed, should_stop, stream)
+            if status == cp_model.OPTIMAL:
+                offer(pm.extract(solver), int(solver.objective_value))
+                residual_lb = int(round(solver.objective_value))
+                residual = []
+            elif status == cp_model.INFEASIBLE:
+                residual_lb, residual = INF, []
+            elif status == cp_model.FEASIBLE:
+                offer(pm.extract(solver), int(round(solver.best_objective_bound)))
+                residual_lb = int(solver.best_objective_bound + 1 - 1e-9)
+            else:
+                residual_lb = min(c.caps.gpu_lb for c in open_)
+        elif open_:
+            residual_lb = min(c.caps.gpu_lb for c in open_)
+        else:
+            residual_lb = INF
+        bound = min(outside, residual_lb)
+        if best is not None and best.gpus <= bound:
+            return Outcome("OPTIMAL", best, best.gpus, improving, ["fewest total GPUs"])
+        if best is None and bound >= INF:
+            return Outcome("INFEASIBLE", improving=improving)
+        if time.monotonic() >= deadline:
+            lb = bound if best is None else min(bound, best.gpus)
+            return Outcome("FEASIBLE" if best else "UNKNOWN", best,
+                           None if lb >= INF else lb, improving)
+        limit = best.gpus if best is not None else max(outside, 2 * limit)
+
+
+# ----------------------------------------------------------------------------------------------
+# Phases 2 and 3: most tokens/s per GPU, then lowest TTFT, at the proved GPU count
+# ----------------------------------------------------------------------------------------------
+
+
+def _at_gpus(pool: Pool, gpus: int) -> list[tuple[Candidate, int]]:
+    """Candidates that can be deployed with exactly ``gpus`` GPUs, with their replica count."""
+    out = []
+    for c in pool.cands:
+        if gpus % c.gpi:
+            continue
+        r = gpus // c.gpi
+        if c.caps.gpu_lb <= gpus and c.caps.r_min <= r and r not in pool.forbidden and (
+                pool.fixed_r is None or r == pool.fixed_r):
+            out.append((c, r))
+    return out
+
+
+def best_rate(c: Candidate, r: int, pool: Pool, deadline: float, workers: int, seed: int,
+              should_stop: Callable[[], bool] | None) -> tuple[Choice | None, bool]:
+    """The plan of ``c`` with ``r`` replicas with the most tokens/s per GPU; whether proved."""
+    goals = pool.goals
+    best: Choice | None = None
+    proved = True
+    for q in range(c.caps.q_hi, c.caps.q_lo - 1, -1):
+        if best is not None and c.rate_per_gpu(q, c.slowest_lb) <= c.rate_per_gpu(
+                best.q, best.times[0]):
+            continue
+        cap = slowest_cap(c, goals, q, r)
+        got = least_slowest(c, q, cap)
+        if got is None:
+            continue
+        m, cuts = got
+        choice: Choice | None = Choice(c, tuple(cuts), q, r)
+        if not c.meets(goals, q, m, c.times(cuts)[1]):
+            choice, ok = _cpsat_one(c, q, r, pool, deadline, workers, seed, should_stop,
+                                    "slowest")
+            proved = proved and ok
+        if choice is not None and (best is None or key(choice) < key(best)):
+            best = choice
+    return best, proved
+
+
+def _cpsat_one(c: Candidate, q: int, r: int, pool: Pool, deadline: float, workers: int,
+               seed: int, should_stop, objective: str, slowest_max: int | None = None
+               ) -> tuple[Choice | None, bool]:
+    pm = PlannerModel([c], pool.goals, pool.forbidden, q=q, replicas=r)
+    v = pm.vars[0]
+    if slowest_max is not None:
+        pm.model.add(v.slowest <= slowest_max)
+    pm.model.minimize(pm.slowest_expr() if objective == "slowest" else pm.round_expr())
+    solver, status = run_cpsat(pm.model, deadline, workers, seed, should_stop)
+    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return pm.extract(solver), status == cp_model.OPTIMAL
+    return None, status == cp_model.INFEASIBLE
+
+
+def tie_breaks(pool: Pool, outcome: Outcome, deadline: float, workers: int, seed: int,
+               should_stop: Callable[[], bool] | None) -> Outcome:
+    assert outcome.choice is not None
+    gpus = outcome.choice.gpus
+    best = outcome.choice
+    cands = _at_gpus(pool, gpus)
+    cands.sort(key=lambda cr: cr[0].rate_per_gpu_ub(), reverse=True)
+    proved = True
+    for c, r in cands:
+        if c.rate_per_gpu_ub() < -key(best)[1]:
+            break
+        if time.monotonic() >= deadline:
+            proved = False
+            break
+        choice, ok = best_rate(c, r, pool, deadline, workers, seed, should_stop)
+        proved = proved and ok
+        if choice is not None and key(choice) < key(best):
+            best = choice
+    if not proved:
+        outcome.choice = best
+        return outcome
+    outcome.proved.append("most output tokens/s per GPU")
+    # Lowest TTFT among plans with the best rate: the rate fixes q/slowest; least full step.
+    target: Fraction = -key(best)[1]
+    ttft_proved = True
+    for c, r in cands:
+        if c.rate_per_gpu_ub() < target:
+            break
+        for q in range(c.caps.q_hi, c.caps.q_lo - 1, -1):
+            if c.rate_per_gpu(q, c.slowest_lb) < target:
+                continue
+            # the largest slowest stage with exactly this rate per GPU at q
+            m_star = _slowest_for_rate(c, q, target)
+            if m_star is None:
+                continue
+            got = least_full(c, q, min(m_star, slowest_cap(c, pool.goals, q, r)))
+            if got is None:
+                continue
+            f, cuts = got
+            choice = Choice(c, tuple(cuts), q, r)
+            m = choice.times[0]
+            if c.rate_per_gpu(q, m) != target:
+                continue
+            if not c.meets(pool.goals, q, m, f):
+                alt, ok = _cpsat_one(c, q, r, pool, deadline, workers, seed, should_stop,
+                                     "round", slowest_max=m_star)
+                ttft_proved = ttft_proved and ok
+                if alt is None:
+                    continue
+                choice = alt
+            if key(choice) < key(best):
+                best = choice
+    if ttft_proved:
+        outcome.proved.append("lowest TTFT")
+    outcome.choice = best
+    return outcome
+
+
+def _slowest_for_rate(c: Candidate, q: int, rate: Fraction) -> int | None:
+    """The slowest stage ``m`` with ``rate_per_gpu(q, m) == rate`` exactly, or None."""
+    # rate = batch·1e9 / (tpot(m)·gpi)  =>  tpot(m) = batch·1e9 / (rate·gpi)
+    tpot = Fraction(c.batch(q) * timing.NS_PER_S) / (rate * c.gpi)
+    if tpot.denominator != 1:
+        return None
+    per = int(tpot)
+    if per % c.pp:
+        return None
+    m = per // c.pp - c.hop_avg - c.gc.overhead
+    return m if m >= c.slowest_lb else None
+
+
