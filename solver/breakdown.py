@@ -24,8 +24,7 @@ def term_sources(prep: Prepared, tp: int) -> dict[str, str]:
                       f"{k.source(cm.prefill_attn_key)}"),
         "ffn_dense": k.source(f"gemm.{cm.w_fmt}"),
         "moe_experts": k.source(f"moe.{cm.e_fmt}.balanced"),
-        "ep_comm": (f"decode: {k.source(k.all_to_all_key(k.intra, 'll', 'dispatch'))}; "
-                    f"prefill: {k.source(k.all_to_all_key(k.intra, 'normal', 'dispatch'))}"),
+        "ep_comm": _deepep_source(prep),
         "tp_comm": k.source(k.all_reduce_key(tp, k.intra)),
         "norms": k.elementwise_source(),
         "cp_comm": k.source("comm.p2p"),
@@ -37,6 +36,15 @@ def term_sources(prep: Prepared, tp: int) -> dict[str, str]:
         "step_overhead": f"engine constant ({prep.instance.engine.name}, "
                          f"{prep.instance.engine.overhead_us:g} µs per step)",
     }
+
+
+def _deepep_source(prep: Prepared) -> str:
+    cm, k = prep.cm, prep.cm.k
+    out = []
+    for mode, label in (("ll", "decode"), ("normal", "prefill")):
+        found = k.deepep(cm.deepep_families, mode, "dispatch", prep.instance.engine.dispatch_precision, 1)
+        out.append(f"{label}: " + (found[1].label if found else k.source("comm.a2a")))
+    return "; ".join(out)
 
 
 def _step_terms(ev: Evaluation, step: str, first: int, last: int, stage: int, pp: int

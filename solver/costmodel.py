@@ -167,6 +167,9 @@ class CostModel:
         self.two_batch = eng.overlap == "two_batch"
         self.dispatch_bytes = (1.0 + FP8_SCALE_BYTES_PER_ELEMENT
                                if eng.dispatch_precision == "fp8" else self.a_bytes)
+        #: Whose DeepEP measurements to prefer (the engine's own kernels where measured).
+        self.deepep_families = ("trtllm", "sglang") if eng.name == "trtllm" else (
+            "sglang", "trtllm")
         self.layers: list[LayerParams] = [layer_params(m, i) for i in range(m.num_layers)]
         self.moe = [lp.num_experts > 0 for lp in self.layers]
         sliding = set(m.attention.sliding_layers)
@@ -302,8 +305,11 @@ class CostModel:
             ring = (cp - 1) * self.k.p2p(kv_block + dec * h * self.a_bytes, cp_link)
             t["cp_comm"] = splits * ring
         if splits > 1:
+            # Two micro-batches through a compute stream, then a communication stream: a
+            # two-machine flow shop with two identical jobs finishes in (C + X + max(C, X)) / 2
+            # (Johnson 1954), so half of the smaller of the two is hidden.
             compute = sum(t[k] for k in COMPUTE_TERMS if k in t)
-            t["overlap"] = -np.minimum(t["ep_comm"], compute)
+            t["overlap"] = -0.5 * np.minimum(t["ep_comm"], compute)
         return t
 
     def _moe_terms(self, lp: LayerParams, g: Grid, hot: HotRank, moe_tokens: np.ndarray,
@@ -335,6 +341,9 @@ class CostModel:
         per_token_ranks = distinct_of(g.ep, k)
         arriving = routed * (per_token_ranks / k) * (sets - 1) / sets
         span, gpn = g.etp * g.ep, self.hw.gpus_per_node
+        measured = self._deepep(routed, per_token_ranks / k, mode, ceil_div(span, gpn))
+        if measured is not None:
+            return measured
         total = 0.0
         for phase, elem_bytes in (("dispatch", self.dispatch_bytes), ("combine", self.a_bytes)):
             nvlink = arriving * h * elem_bytes
@@ -347,6 +356,22 @@ class CostModel:
             rdma = nvlink * remote_share * (distinct_of(nodes, k) / per_token_ranks)
             total = total + np.maximum(self.k.all_to_all(rdma, self.k.inter, mode, phase),
                                        self.k.all_to_all(nvlink, self.k.intra, mode, phase))
+        return total
+
+    def _deepep(self, routed: np.ndarray, dedup: float, mode: str, nodes: int
+                ) -> np.ndarray | None:
+        """Dispatch + combine from measured DeepEP kernels, priced on the bytes the busiest GPU
+        receives (itself included) as the measurements count them: one copy per destination
+        rank with the normal kernels, one per (token, expert) with the low-latency ones."""
+        h = self.model.hidden_size
+        copies = routed * (dedup if mode == "normal" else 1.0)
+        total = 0.0
+        for phase, dtype, elem in (("dispatch", self.engine.dispatch_precision,
+                                    self.dispatch_bytes), ("combine", "bf16", self.a_bytes)):
+            found = self.k.deepep(self.deepep_families, mode, phase, dtype, nodes)
+            if found is None:
+                return None
+            total = total + np.where(copies > 0, found[1].time(copies * h * elem), 0.0)
         return total
 
     # -- one layer over s -----------------------------------------------------------------------

@@ -199,6 +199,23 @@ class Kernels:
             return np.where(recv_bytes > 0, model.time(recv_bytes), 0.0)
         return np.where(recv_bytes > 0, self._link(link, recv_bytes, 1.0), 0.0)
 
+    def deepep(self, families: tuple[str, ...], mode: str, phase: str, dtype: str, nodes: int
+               ) -> tuple[str, object] | None:
+        """The measured DeepEP model (key, model) closest to the call: the first engine family
+        with data, the same kernels (``ll``/``normal``), phase and element precision, and the
+        fewest measured nodes at least ``nodes`` (else the most)."""
+        if self.cal is None:
+            return None
+        for family in families:
+            found = sorted(
+                (int(k.rsplit("nodes", 1)[1]), k) for k in self.cal.comm
+                if k.startswith(f"deepep.{family}.{mode}.{phase}.{dtype}.nodes"))
+            if found:
+                wider = [x for x in found if x[0] >= nodes]
+                key = (wider[0] if wider else found[-1])[1]
+                return key, self.cal.comm[key]
+        return None
+
     def p2p(self, bytes_: np.ndarray, link: Link) -> np.ndarray:
         bytes_ = np.asarray(bytes_, dtype=np.float64)
         return np.where(bytes_ > 0, self._link(link, bytes_, 1.0), 0.0)

@@ -95,9 +95,8 @@ def _compute(key: str, raw: dict[str, Any], source: str) -> ComputeModel:
 
 def _comm(key: str, raw: dict[str, Any], source: str) -> CommModel | None:
     label = f"measured ({source}: {key})"
-    points = raw.get("bytes_model", {}).get("points") if "bytes_model" in raw else None
-    if points is None:
-        points = raw.get("points_bytes_us_algbw_GBps")
+    fitted = raw.get("bytes_model") or raw.get("model") or {}
+    points = fitted.get("points") or raw.get("points_bytes_us_algbw_GBps")
     if not points:
         return None
     pts = sorted((float(p[0]), float(p[1]) * 1e-6) for p in points if p[0] > 0 and p[1] > 0)
@@ -110,10 +109,28 @@ def _comm(key: str, raw: dict[str, Any], source: str) -> CommModel | None:
     if len(xs) < 2:
         return None
     tail = (xs[-1] - xs[-2]) / max(ts[-1] - ts[-2], 1e-12)
-    fit = raw.get("fit_alpha_beta") or {}
-    if fit.get("algbw_GBps"):
-        tail = float(fit["algbw_GBps"]) * 1e9
+    if fitted.get("tail_GBps"):
+        tail = float(fitted["tail_GBps"]) * 1e9
     return CommModel(tuple(xs), tuple(ts), tail, label)
+
+
+def deepep_key(key: str) -> str | None:
+    """``comm.deepep.sglang_ll.dispatch.ep16.nodes2`` -> ``deepep.sglang.ll.dispatch.fp8.nodes2``:
+    engine family, mode (``ll`` decode kernels, ``normal`` prefill kernels), phase, element
+    precision (SGLang's rows: FP8 dispatch, BF16 combine) and nodes spanned."""
+    parts = key.split(".")
+    if len(parts) < 5 or parts[:2] != ["comm", "deepep"]:
+        return None
+    family, _, mode = parts[2].partition("_")
+    mode = {"deepep_ll": "ll", "deepep_ht": "normal", "ll": "ll", "normal": "normal"}.get(mode)
+    phase = parts[3]
+    if mode is None or phase not in ("dispatch", "combine"):
+        return None
+    dtype = parts[4] if parts[4] in ("bfloat16", "fp8", "nvfp4") else (
+        "fp8" if phase == "dispatch" else "bfloat16")
+    dtype = {"bfloat16": "bf16"}.get(dtype, dtype)
+    nodes = next((p[5:] for p in parts if p.startswith("nodes")), "1")
+    return f"deepep.{family}.{mode}.{phase}.{dtype}.nodes{nodes}"
 
 
 def parse_calibration(data: dict[str, Any], gpu: str) -> Calibration:
@@ -126,7 +143,7 @@ def parse_calibration(data: dict[str, Any], gpu: str) -> Calibration:
         if key.startswith("comm."):
             model = _comm(key, raw, source)
             if model is not None:
-                comm[key] = model
+                comm[deepep_key(key) or key] = model
         elif "points" in raw or "model" in raw:
             compute[key] = _compute(key, raw, source)
     return Calibration(gpu=gpu, source=source, compute=compute, comm=comm)
