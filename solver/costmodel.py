@@ -304,7 +304,7 @@ class CostModel:
             kv_block = (pf / cp) * kv_tok
             ring = (cp - 1) * self.k.p2p(kv_block + dec * h * self.a_bytes, cp_link)
             t["cp_comm"] = splits * ring
-        if splits > 1:
+        if splits > 1 and "ep_comm" in t:
             # Two micro-batches through a compute stream, then a communication stream: a
             # two-machine flow shop with two identical jobs finishes in (C + X + max(C, X)) / 2
             # (Johnson 1954), so half of the smaller of the two is hidden.

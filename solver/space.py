@@ -87,12 +87,13 @@ class PlanSpace:
         return Shape(model=i.model, hw=i.hardware, search=i.search, engine=i.engine,
                      workload=i.workload, grid=grid, batch=batch, redundant=redundant)
 
-    def restriction_violations(self, grid: Grid, batch: int, replicas: int = 1
+    def restriction_violations(self, grid: Grid, batch: int, replicas: int | None = None
                                ) -> list[Violation]:
-        """What the instance's own restrictions reject (rule ``search_space``)."""
+        """What the instance's own restrictions reject (rule ``search_space``); the replica
+        count only when given (a grid is judged before its replicas are chosen)."""
         s = self.search
         out = []
-        values = {**grid._asdict(), "replicas": replicas}
+        values = {**grid._asdict(), **({} if replicas is None else {"replicas": replicas})}
         for name, value in values.items():
             if not self.allowed(name, value):
                 why = (f"fixed to {s.fix[name]}" if name in s.fix and s.fix[name] != value
@@ -110,7 +111,7 @@ class PlanSpace:
             out.append(Violation("batch", f"plan batch {batch} is outside {allowed}", "batch"))
         return out
 
-    def violations(self, grid: Grid, batch: int, redundant: int, replicas: int = 1
+    def violations(self, grid: Grid, batch: int, redundant: int, replicas: int | None = None
                    ) -> list[Violation]:
         """Every structural rule and restriction the shape breaks; empty iff it is in the space."""
         return (rules.violations(self.shape(grid, batch, redundant))

@@ -10,13 +10,8 @@ from typing import Any
 
 import pytest
 
-from solver.hf_import import (
-    HFConfigError,
-    ModelResolveError,
-    load_hf_config,
-    model_from_hf_config,
-    resolve_model,
-)
+from solver.hf_import import HFConfigError, load_hf_config, model_from_hf_config
+from solver.models import ModelResolveError, resolve_model
 from solver.params import total_params
 from solver.presets import (
     MODEL_PRESETS,

@@ -73,12 +73,13 @@ SEED_FINDINGS: dict[str, tuple[set[str], list[str], set[str]]] = {
         [
             "claimed 128 GPUs but replicas·pp·tp·cp·dp = 1·4·8·2·1 = 64",
             "etp·ep·edp = 1·128·1 = 128 must equal the attention grid tp·cp·dp = 8·2·1 = 16",
+            "a TP·CP group of 8·2 = 16 GPUs does not fit inside 8-GPU nodes",
             "below the target 4000",
         ],
         {"output_tokens_per_s_per_gpu", "output_tokens_per_s", "peak_memory_gb"},
     ),
     "001-moe-10b-ep256.yaml": (
-        {"gpu_identity", "divisibility", "node_boundary", "throughput", "claim"},
+        {"gpu_identity", "divisibility", "throughput", "claim"},
         [
             "claimed 256 GPUs but replicas·pp·tp·cp·dp = 1·16·1·1·1 = 16",
             "ep = 256 exceeds the 16 expert slots",
@@ -87,7 +88,7 @@ SEED_FINDINGS: dict[str, tuple[set[str], list[str], set[str]]] = {
         {"output_tokens_per_s_per_gpu", "peak_memory_gb"},
     ),
     "002-moe-30b-ep64.yaml": (
-        {"gpu_identity", "node_boundary"},
+        {"gpu_identity"},
         [
             "claimed 128 GPUs but replicas·pp·tp·cp·dp = 1·4·2·1·1 = 8",
             "etp·ep·edp = 2·64·1 = 128 must equal the attention grid tp·cp·dp = 2·1·1 = 2",
@@ -102,7 +103,7 @@ SEED_FINDINGS: dict[str, tuple[set[str], list[str], set[str]]] = {
             "dp = 3 does not divide the batch 128",
             "below the target 35000",
         ],
-        {"output_tokens_per_s_per_gpu", "peak_memory_gb"},
+        {"output_tokens_per_s_per_gpu"},
     ),
     "004-moe-16l-tp8-ep8-pp2.yaml": (
         {"gpu_identity", "claim"},
@@ -135,7 +136,9 @@ def test_seed_000_memory_claim_misses_the_kv_cache(seed_reports) -> None:
     """The document claims 2.84 GB per GPU (weights + buffers); the KV cache of 128 sequences at
     12k tokens alone is several times that."""
     ev = seed_reports["000-qwen3-235b.yaml"].evaluation
-    assert ev.memory_breakdown_gb["kv_cache"] > 2.84
+    memory = ev.breakdown["memory"]
+    assert memory["total_gb"] > 2 * 2.84
+    assert memory["terms_gb"]["kv_cache"] > memory["terms_gb"]["weights"]
 
 
 def test_seed_001_and_003_throughput_is_far_below_the_claim(seed_reports) -> None:
@@ -177,14 +180,14 @@ def test_verify_reports_the_declared_parameter_mismatch(seed_reports) -> None:
 
 #: file -> (degrees, batch) of a plan verify accepts.
 FEASIBLE_PLANS: dict[str, tuple[dict[str, int], int]] = {
-    "qwen3-235b-a22b-fp8-h100.yaml": ({"pp": 2, "dp": 8, "ep": 8}, 256),
-    "deepseek-v3-h200.yaml": ({"dp": 8, "ep": 8, "replicas": 4}, 256),
-    "mixtral-8x7b-h100.yaml": ({"dp": 4, "ep": 4}, 128),
-    "gpt-oss-120b-h100.yaml": ({"dp": 4, "ep": 4}, 256),
-    "llama-4-maverick-h200.yaml": ({"tp": 2, "pp": 2, "dp": 2, "ep": 4}, 128),
-    "qwen3-235b-h100-powerlaw.yaml": ({"pp": 2, "dp": 8, "ep": 8}, 256),
-    "deepseek-v3-h200-powerlaw.yaml": ({"dp": 8, "ep": 8, "replicas": 5}, 256),
-    "mixtral-8x7b-mlperf-offline.yaml": ({"replicas": 8}, 640),
+    "qwen3-235b-a22b-fp8-h100.yaml": ({"dp": 16, "ep": 16}, 256),
+    "deepseek-v3-h200.yaml": ({"dp": 16, "ep": 16, "replicas": 4}, 256),
+    "mixtral-8x7b-h100.yaml": ({"tp": 4, "ep": 2, "etp": 2}, 200),
+    "gpt-oss-120b-h100.yaml": ({"tp": 4, "ep": 4}, 256),
+    "llama-4-maverick-h200.yaml": ({"tp": 4, "dp": 2, "ep": 8}, 128),
+    "qwen3-235b-h100-powerlaw.yaml": ({"dp": 16, "ep": 16}, 256),
+    "deepseek-v3-h200-powerlaw.yaml": ({"dp": 16, "ep": 16, "replicas": 4}, 256),
+    "mixtral-8x7b-mlperf-offline.yaml": ({"replicas": 8}, 552),
 }
 
 
@@ -203,7 +206,7 @@ def test_every_model_instance_has_a_feasible_plan_in_the_test() -> None:
 
 #: file -> (degrees, batch, rule ids verify reports): a plain single-node plan that fails.
 NAIVE_PLANS: dict[str, tuple[dict[str, int], int, set[str]]] = {
-    "qwen3-235b-a22b-fp8-h100.yaml": ({"tp": 8, "ep": 8}, 256, {"memory"}),
+    "qwen3-235b-a22b-fp8-h100.yaml": ({"tp": 8, "ep": 8}, 256, {"memory", "tpot"}),
     "deepseek-v3-h200.yaml": ({"tp": 8, "ep": 8}, 256, {"memory", "tpot", "throughput"}),
     "mixtral-8x7b-h100.yaml": ({"tp": 2, "ep": 2}, 32, {"throughput"}),
     "gpt-oss-120b-h100.yaml": ({}, 256, {"memory", "tpot"}),
@@ -226,19 +229,19 @@ def test_powerlaw_instances_are_skewed_with_32_redundant_slots() -> None:
         assert inst.search.redundant_experts == 32
         assert inst.model.num_experts == experts
         # Uniform would give every expert 1/E of the tokens; the hottest gets far more.
-        assert Prepared(inst).max_load_fraction > 10 / experts
+        assert Prepared(inst).max_load_share > 10 / experts
 
 
 def test_verify_accepts_the_planners_placement_on_a_powerlaw_instance() -> None:
     inst = load_instance(MODELS / "qwen3-235b-h100-powerlaw.yaml")
     prep = Prepared(inst)
-    d = Degrees(pp=2, dp=8, ep=8)
+    d = Degrees(dp=16, ep=16)
     placement = tuple(
         LayerPlacement(layer=layer,
                        ranks=place_experts_cached(prep.loads[i], d.ep, 32).ranks)
         for i, layer in enumerate(prep.moe_layers)
     )
-    report = verify(inst, Plan(degrees=d, batch=256, placement=placement))
+    report = verify(inst, Plan(degrees=d, batch=256, placement=placement, redundant_experts=32))
     assert report.valid, sorted({str(v) for v in report.violations})[:3]
 
 
@@ -248,6 +251,5 @@ def test_mlperf_calibration_instance() -> None:
     pinned = Degrees(**inst.search.fix)
     assert pinned.gpus == 8
     assert "52,416" in inst.description
-    metrics = verify(inst, Plan(degrees=pinned, batch=640)).evaluation.metrics
-    # The cost model should land near the published 52,416 output tokens/s (it gives ~46.6k).
-    assert 0.7 * 52_416 < metrics.output_tokens_per_s < 1.3 * 52_416
+    assert inst.engine.name == "trtllm" and inst.model.weight_block_size is None
+    assert inst.workload.batch_bounds == (1, 896)  # the submission's gpu_batch_size

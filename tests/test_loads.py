@@ -44,9 +44,9 @@ def test_one_array_per_moe_layer_each_summing_exactly() -> None:
 
 
 def test_uniform_is_equal_up_to_one_unit_of_rounding() -> None:
-    (row, *_) = layer_loads(make_model(num_experts=8), ExpertLoad())
+    (row, *_) = layer_loads(make_model(num_experts=8), ExpertLoad(kind="uniform"))
     assert set(row.tolist()) == {LOAD_RESOLUTION // 8}
-    (row, *_) = layer_loads(make_model(num_experts=256), ExpertLoad())
+    (row, *_) = layer_loads(make_model(num_experts=256), ExpertLoad(kind="uniform"))
     assert row.max() - row.min() == 1  # 1e6 / 256 = 3906.25: the first 64 experts carry 3907
     assert row.tolist() == sorted(row.tolist(), reverse=True)
 
@@ -54,7 +54,7 @@ def test_uniform_is_equal_up_to_one_unit_of_rounding() -> None:
 def test_power_law_is_zipf_permuted_per_layer() -> None:
     model = make_model(num_experts=64, num_layers=4, dense=())
     loads = layer_loads(model, ExpertLoad(kind="power_law", alpha=1.01, seed=5))
-    descending = zipf_loads(64, 1.01)
+    descending = zipf_loads(64, 1.01, model.top_k)
     assert np.all(np.diff(descending) <= 0)
     assert descending[0] / descending[1] == pytest.approx(2**1.01, rel=1e-4)
     for i, row in enumerate(loads):
@@ -98,3 +98,29 @@ def test_largest_remainder_is_exact_and_within_one_unit(counts: list[int], total
     assert int(shares.sum()) == total
     exact = [c * total / sum(counts) for c in counts]
     assert all(abs(s - x) < 1 + 1e-6 for s, x in zip(shares.tolist(), exact, strict=True))
+
+
+def test_the_default_load_is_the_documented_power_law() -> None:
+    load = ExpertLoad()
+    assert (load.kind, load.alpha) == ("power_law", 0.35)
+    assert ExpertLoad.model_validate({"kind": "power_law"}).alpha == 0.35
+
+
+def test_no_expert_takes_more_than_every_token() -> None:
+    # A token picks top_k distinct experts: one expert gets at most 1/top_k of the copies.
+    for experts, top_k, alpha in ((8, 2, 1.2), (128, 8, 1.2), (64, 4, 2.0), (16, 1, 3.0)):
+        z = zipf_loads(experts, alpha, top_k)
+        assert int(z.sum()) == LOAD_RESOLUTION
+        assert int(z.max()) <= -(-LOAD_RESOLUTION // top_k)
+        assert np.all(np.diff(z) <= 0)
+    # below the cap the shares stay Zipf: 1/1 : 1/2**alpha
+    z = zipf_loads(256, 0.35, 8)
+    assert z[0] / z[1] == pytest.approx(2**0.35, rel=1e-4)
+
+
+def test_cap_redistributes_to_the_others_in_proportion() -> None:
+    from solver.loads import cap_shares
+
+    shares = cap_shares(np.array([8.0, 1.0, 1.0, 0.0]), top_k=2)
+    assert shares.tolist() == pytest.approx([0.5, 0.25, 0.25, 0.0])
+    assert cap_shares(np.array([1.0, 1.0]), top_k=2).tolist() == pytest.approx([0.5, 0.5])
