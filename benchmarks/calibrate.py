@@ -76,8 +76,11 @@ MOE_DTYPES = {
     "w4a8_mxfp4_mxfp8": ("w4a8_mxfp4_mxfp8", "fp8", 0.5 + 1.0 / 32),
 }
 
-# decode-attention floor model: fitted on GQA groups (heads / kv heads) up to this size
+# decode attention: the previous floor-only model was fitted on GQA groups (heads / kv heads) up
+# to DECODE_MAX_GROUP; the decode model's group factor is 1 for groups <= DECODE_REF_GROUP and
+# fitted per distinct group size above it
 DECODE_MAX_GROUP = 16
+DECODE_REF_GROUP = 8
 
 # smallest N and K of the GEMM rows the floor model is fitted on
 GEMM_MODEL_NK_MIN = 256
@@ -315,11 +318,207 @@ def floor_model_entry(
     return out
 
 
-def floor_model_time(model: dict, x, ideal_s) -> np.ndarray:
-    """Evaluate a stored 'model' field: seconds."""
-    return model["floor_us"] * 1e-6 + np.asarray(ideal_s, float) / curve_eval(
-        model["x"], model["efficiency"], x
+def floor_model_time(model: dict, x, ideal_s, batch=0.0, kv_heads=1.0, group=1.0) -> np.ndarray:
+    """Evaluate a stored 'model' field: seconds. batch/kv_heads/group only matter for the
+    decode-attention models (per_sequence_us, per_sequence_kv_head_us, group_factor)."""
+    core = np.asarray(ideal_s, float) / curve_eval(model["x"], model["efficiency"], x)
+    core = core + 1e-6 * model.get("per_sequence_us", 0.0) * np.asarray(batch, float)
+    core = core + 1e-6 * model.get("per_sequence_kv_head_us", 0.0) * np.asarray(
+        batch, float) * np.asarray(kv_heads, float)
+    if model.get("group_factor"):
+        gk = np.array([g for g, _ in model["group_factor"]], float)
+        gf = np.array([v for _, v in model["group_factor"]], float)
+        core = core * gf[_group_index(np.asarray(group, float), gk)]
+    return model["floor_us"] * 1e-6 + core
+
+
+# ---------------------------------------------------------------------------------------------
+# decode-attention model: floor + group_factor * (per-sequence terms + ideal / efficiency(x))
+# ---------------------------------------------------------------------------------------------
+
+DECODE_MODEL_FORM = (
+    "decode attention (attention.generation.*): time_s = 1e-6*floor_us + group_factor(g) * "
+    "(1e-6*per_sequence_us*batch + 1e-6*per_sequence_kv_head_us*batch*kv_heads_per_gpu + "
+    "ideal_s / efficiency(x)); batch = sequences decoded in the call (per GPU), kv_heads_per_gpu "
+    "= KV heads on the GPU (MLA: no per_sequence_kv_head_us field), g = heads_per_gpu / "
+    "kv_heads_per_gpu (MLA: heads_per_gpu); group_factor(g) = factor of the LAST entry of "
+    "group_factor [[group_size, factor], ...] (ascending) whose group_size <= g (step function, "
+    "first entry [1, 1.0]); an absent field counts as 0 (per-sequence terms) or 1 (group factor). "
+    "x, ideal_s and efficiency(x) as in floor_model. Fit: joint least squares of floor, "
+    "per-sequence "
+    "coefficients (>= 0), knot efficiencies (1e-4..1) and log group factors on relative error over "
+    "all rows, started from the floor-only fit on groups <= 16"
+)
+
+
+def _group_index(group: np.ndarray, gkeys: np.ndarray) -> np.ndarray:
+    return np.clip(np.searchsorted(gkeys, np.asarray(group, float) + 1e-9, side="right") - 1,
+                   0, len(gkeys) - 1)
+
+
+def fit_decode_model(
+    x, ideal_s, t_s, feats: dict, group, knots, gkeys=None, init_max_group=DECODE_MAX_GROUP
+) -> dict:
+    """Fit t = t0 + gf[group bucket] * (sum_j c_j * feat_j + ideal / e(x)).
+
+    feats: {field name: per-row multiplier} (e.g. batch, batch*kv_heads); c_j >= 0.
+    gkeys: ascending bucket lower bounds (gkeys[0] bucket has factor 1); None = no group factor.
+    Start: fit_floor_model on groups <= init_max_group (t0, e), c = 0, factors 1.
+    """
+    from scipy.optimize import least_squares
+
+    x, ideal, t, group = (np.asarray(v, float) for v in (x, ideal_s, t_s, group))
+    fv = [np.asarray(v, float) for v in feats.values()]
+    knots = np.array(sorted(set(float(k) for k in knots)))
+    bucket = np.abs(np.log(x)[:, None] - np.log(knots)[None, :]).argmin(1)
+    knots = knots[np.unique(bucket)]
+    i, w = _interp_weights(x, knots)
+    ref = group <= init_max_group
+    f0 = fit_floor_model(x[ref], ideal[ref], t[ref], knots)
+    e0 = np.interp(np.log(knots), np.log(f0["knots"]), f0["eff"])
+    gk = np.array([1.0] if gkeys is None else gkeys, float)
+    gi = _group_index(group, gk)
+    K, F, G = len(knots), len(fv), len(gk) - 1
+    scale = float(np.median(t))
+    fscale = [scale / float(np.median(v)) for v in fv]
+
+    def unpack(p):
+        c = [p[1 + j] * fscale[j] for j in range(F)]
+        gf = np.concatenate([[1.0], np.exp(p[1 + F + K:])])
+        return p[0] * scale, c, p[1 + F:1 + F + K], gf
+
+    def pred_of(t0, c, e, gf):
+        ee = e[i] * (1 - w) + e[i + 1] * w
+        seq = sum((cj * v for cj, v in zip(c, fv, strict=True)), np.zeros_like(t))
+        return t0 + gf[gi] * (seq + ideal / ee)
+
+    def res(p):
+        return pred_of(*unpack(p)) / t - 1
+
+    p0 = np.concatenate([[f0["t0"] / scale], np.full(F, 0.01), e0, np.zeros(G)])
+    lo = np.concatenate([[0.0], np.zeros(F), np.full(K, 1e-4), np.full(G, np.log(0.2))])
+    hi = np.concatenate([[np.inf], np.full(F, np.inf), np.ones(K), np.full(G, np.log(500.0))])
+    sol = least_squares(res, np.clip(p0, lo, hi), bounds=(lo, hi), x_scale="jac")
+    t0, c, e, gf = unpack(sol.x)
+    e = np.clip(e, 1e-4, 1.0)
+    c = [cj if cj > 1e-15 else 0.0 for cj in c]  # at the bound: exactly 0
+    return {
+        "t0": t0,
+        "coef": dict(zip(feats, c, strict=True)),
+        "knots": knots,
+        "eff": e,
+        "gkeys": gk,
+        "gf": gf,
+        "pred": pred_of(t0, c, e, gf),
+        "pred_monotone": pred_of(t0, c, np.maximum.accumulate(e), gf),
+        "floor_only": f0,
+        "t": t,
+        "x": x,
+    }
+
+
+def decode_model_entry(
+    x, ideal_s, t_s, batch, kv_heads, group, knots, plain_points, mla: bool
+) -> dict:
+    """'model' field of a decode-attention curve: floor model + per-sequence term(s) + group
+    factor, with the old floor-only model and simpler variants as error references."""
+    x, ideal, t, batch, kv_heads, group = (
+        np.asarray(v, float) for v in (x, ideal_s, t_s, batch, kv_heads, group)
     )
+    ok = (t > 0) & (ideal > 0) & np.isfinite(ideal) & (x > 0)
+    x, ideal, t, batch, kv_heads, group = (v[ok] for v in (x, ideal, t, batch, kv_heads, group))
+    gvals = np.array(sorted(set(group)))
+    gkeys = np.concatenate([[1.0], gvals[gvals > DECODE_REF_GROUP]])
+    feats = {"per_sequence_us": batch}
+    if not mla:
+        feats["per_sequence_kv_head_us"] = batch * kv_heads
+    img = np.inf if mla else DECODE_MAX_GROUP
+    f = fit_decode_model(x, ideal, t, feats, group, knots, gkeys, img)
+    # reference models on the same rows
+    f0 = f["floor_only"]  # floor-only fit on groups <= 16 (the previous model; MLA: all rows)
+    old = f0["t0"] + ideal / curve_eval(f0["knots"], f0["eff"], x)
+    variants = {
+        "floor_only_previous_model": old,
+        "per_sequence_only_no_group_factor": fit_decode_model(
+            x, ideal, t, {"b": batch}, group, knots, None, img)["pred"],
+    }
+    if not mla:
+        variants["per_sequence_kv_head_only_no_group_factor"] = fit_decode_model(
+            x, ideal, t, {"bh": batch * kv_heads}, group, knots, None, img)["pred"]
+        variants["per_sequence_only_with_group_factor"] = fit_decode_model(
+            x, ideal, t, {"b": batch}, group, knots, gkeys, img)["pred"]
+    px, py = [p[0] for p in plain_points], [p[1] for p in plain_points]
+    plain = ideal / curve_eval(px, py, x)
+    med, p90 = _rel_err(f["pred"], t)
+    mm, mp = _rel_err(f["pred_monotone"], t)
+    om, op = _rel_err(old, t)
+    pm, pp = _rel_err(plain, t)
+    out = {
+        "form": "see definition.floor_model and definition.decode_attention_model",
+        "floor_us": r4(f["t0"] * 1e6),
+        "per_sequence_us": r4(f["coef"]["per_sequence_us"] * 1e6),
+    }
+    if not mla:
+        out["per_sequence_kv_head_us"] = r4(f["coef"]["per_sequence_kv_head_us"] * 1e6)
+    out["group_factor"] = [[rx(g), r4(v)] for g, v in zip(f["gkeys"], f["gf"], strict=True)]
+    out["group"] = "heads_per_gpu (MLA: one latent KV head)" if mla else \
+        "heads_per_gpu / kv_heads_per_gpu"
+    out.update({
+        "x": [rx(v) for v in f["knots"]],
+        "efficiency": [r4(v) for v in f["eff"]],
+        "rel_err_median": r4(med),
+        "rel_err_p90": r4(p90),
+        "rel_err_median_plain_curve": r4(pm),
+        "rel_err_p90_plain_curve": r4(pp),
+        "rows": int(len(t)),
+        "rel_err_median_p90_if_monotone": [r4(mm), r4(mp)],
+        "rel_err_median_p90_floor_only_previous": [r4(om), r4(op)],
+        "floor_only_previous": {
+            "floor_us": r4(f0["t0"] * 1e6),
+            "fitted_rows": "all" if mla else f"heads/kv_heads <= {DECODE_MAX_GROUP}",
+            "note": "time = floor + ideal/efficiency(x) with its own efficiency (not stored); "
+            "errors given for comparison",
+        },
+        "rel_err_median_p90_variants": {
+            k: {"all": [r4(a) for a in _rel_err(v, t)],
+                "batch_ge_256": [r4(a) for a in _rel_err(v[batch >= 256], t[batch >= 256])]}
+            for k, v in variants.items()
+        },
+    })
+    subsets = {
+        "batch_le_128": batch <= 128,
+        "batch_ge_256": batch >= 256,
+        "batch_ge_512": batch >= 512,
+    }
+    if not mla:
+        subsets[f"group_le_{DECODE_MAX_GROUP}"] = group <= DECODE_MAX_GROUP
+        subsets[f"group_gt_{DECODE_MAX_GROUP}"] = group > DECODE_MAX_GROUP
+        subsets[f"group_le_{DECODE_MAX_GROUP}_batch_ge_256"] = (
+            (group <= DECODE_MAX_GROUP) & (batch >= 256))
+    for g in gvals:
+        subsets[f"{'heads' if mla else 'group'}_{rx(g)}"] = group == g
+    sub = {}
+    for name, m in subsets.items():
+        if not m.any():
+            continue
+        a, b = _rel_err(f["pred"][m], t[m])
+        c, d = _rel_err(plain[m], t[m])
+        sub[name] = {
+            "rows": int(m.sum()),
+            "rel_err_median": r4(a),
+            "rel_err_p90": r4(b),
+            "rel_err_median_p90_floor_only_previous": [r4(v) for v in _rel_err(old[m], t[m])],
+            "rel_err_median_p90_plain_curve": [r4(c), r4(d)],
+        }
+    out["subsets"] = sub
+    notes = []
+    if mm <= med and mp <= p90:
+        notes.append("monotone efficiency would not be worse (see rel_err_median_p90_if_monotone)")
+    if med >= om or p90 >= op:
+        notes.append("NOT better than the previous floor-only model on median or p90")
+    if notes:
+        out["note"] = "; ".join(notes)
+    return out
 
 
 def pava_increasing(y: list[float], w: list[float] | None = None) -> list[float]:
@@ -979,24 +1178,16 @@ def attention_curves(
                     counting="FLOPs 4*b*H*d*s; bytes KV read + q in + out (bf16)",
                 )
             )
-            grp = (g.num_heads / g.num_key_value_heads).to_numpy()
-            bsz = g.batch_size.to_numpy()
-            curves[key]["model"] = floor_model_entry(
+            curves[key]["model"] = decode_model_entry(
                 g.kvb.to_numpy(float),
                 g.ideal.to_numpy(),
                 g.latency.to_numpy() * 1e-3,
+                g.batch_size.to_numpy(float),
+                g.num_key_value_heads.to_numpy(float),
+                (g.num_heads / g.num_key_value_heads).to_numpy(float),
                 [p[0] for p in curves[key]["points"]],
                 curves[key]["points"],
-                fit_mask=grp <= DECODE_MAX_GROUP,
-                subsets={
-                    f"excluded_group_gt_{DECODE_MAX_GROUP}": grp > DECODE_MAX_GROUP,
-                    "batch_le_256": (grp <= DECODE_MAX_GROUP) & (bsz <= 256),
-                    "batch_ge_512": (grp <= DECODE_MAX_GROUP) & (bsz >= 512),
-                },
-                note=f"fitted on rows with heads/kv_heads <= {DECODE_MAX_GROUP} (Qwen3, Mixtral, "
-                "Llama-4, gpt-oss: 4-16); larger GQA groups run 2-4x slower than their KV bytes "
-                "suggest, see subset; batches >= 512 are under-predicted (per-sequence cost "
-                "the KV-bytes x cannot see; there the plain curve is better), see subsets",
+                mla=False,
             )
     return curves
 
@@ -1082,12 +1273,16 @@ def mla_curves(ctx_table: Path | None, gen_table: Path | None, root: Path, peaks
                     counting="FLOPs 2*b*H*s*(576+512); bytes latent KV read + q/out (bf16)",
                 )
             )
-            curves[key]["model"] = floor_model_entry(
+            curves[key]["model"] = decode_model_entry(
                 g.kvb.to_numpy(float),
                 g.ideal.to_numpy(),
                 g.latency.to_numpy() * 1e-3,
+                g.batch_size.to_numpy(float),
+                np.ones(len(g)),
+                g.num_heads.to_numpy(float),
                 [p[0] for p in curves[key]["points"]],
                 curves[key]["points"],
+                mla=True,
             )
     return curves
 
@@ -1532,7 +1727,7 @@ def validate(data_dir: Path, estimates: Path) -> dict:
                 prec = c["peak_precision"]
                 ideal = max(4.0 * b * hh * d * s_kv / (pk["dense_tflops"][prec] * 1e12),
                             (kv_bytes + b * hh * d * BF16 * 2) / bw)
-                fm = float(floor_model_time(c["model"], kv_bytes, ideal)[()])
+                fm = float(floor_model_time(c["model"], kv_bytes, ideal, b, kvpg, hh / kvpg)[()])
                 pl = ideal / float(curve_eval([p[0] for p in c["points"]],
                                               [p[1] for p in c["points"]], kv_bytes))
                 ratio("attention.generation", cfg["id"], step, ops[key] / L, fm, pl,
@@ -1714,6 +1909,7 @@ def run_system(
             "alternative "
             "(t = t0 + ideal/e_inf) over all selected rows.",
             "floor_model": FLOOR_MODEL_FORM,
+            "decode_attention_model": DECODE_MODEL_FORM,
         "comm_time_model": COMM_MODEL_FORM,
         "deepep_bytes_model": "comm.deepep.*.bytes_model: the same time model with x = bytes "
         "received per GPU per call (self included), converted from tokens per rank for the "

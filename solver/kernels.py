@@ -136,12 +136,21 @@ class Kernels:
                                              routed / touched, precision, 1), 0.0)
 
     def attention(self, key: str, flops: np.ndarray, bytes_: np.ndarray, x: np.ndarray,
-                  precision: str) -> np.ndarray:
+                  precision: str, *, sequences: np.ndarray | None = None, kv_heads: float = 1,
+                  group: float = 1) -> np.ndarray:
         """Attention core (``QKᵀ`` and ``PV``), one kernel; ``x`` indexes the measured model
-        (sequence length in prefill, KV bytes read in decode)."""
+        (sequence length in prefill, KV bytes read in decode). A decode call also passes its
+        ``sequences``, the ``kv_heads`` on the GPU and the query ``group`` size (heads per KV
+        head; MLA: heads on the GPU), which the measured decode models price."""
         flops = np.asarray(flops, dtype=np.float64)
-        return np.where(flops > 0, self._op(key, flops, np.asarray(bytes_, dtype=np.float64),
-                                            np.asarray(x, dtype=np.float64), precision, 1), 0.0)
+        bytes_ = np.asarray(bytes_, dtype=np.float64)
+        x = np.asarray(x, dtype=np.float64)
+        model = None if self.cal is None else self.cal.compute.get(key)
+        if model is not None and sequences is not None:
+            ideal = np.maximum(flops / self.peak_flops(precision), bytes_ / self.hbm)
+            return np.where(flops > 0, model.time_decode(ideal, x, sequences, kv_heads, group),
+                            0.0)
+        return np.where(flops > 0, self._op(key, flops, bytes_, x, precision, 1), 0.0)
 
     def elementwise(self, bytes_: np.ndarray, calls: float) -> np.ndarray:
         """``calls`` element-wise kernels moving ``bytes_`` in all (norms, residual adds)."""
@@ -201,20 +210,28 @@ class Kernels:
 
     def deepep(self, families: tuple[str, ...], mode: str, phase: str, dtype: str, nodes: int
                ) -> tuple[str, object] | None:
-        """The measured DeepEP model (key, model) closest to the call: the first engine family
-        with data, the same kernels (``ll``/``normal``), phase and element precision, and the
-        fewest measured nodes at least ``nodes`` (else the most)."""
+        """The measured DeepEP model (key, model) closest to the call, among the same kernels
+        (``ll``/``normal``) and phase: measured across at least ``nodes`` nodes (else the widest
+        measurement: inter-node bandwidth per GPU does not grow with more nodes), then in the
+        call's element precision (the models are time against bytes moved, so another
+        precision's curve read at this one's bytes is the next best), then from the first engine
+        family in ``families``, then across the fewest nodes."""
         if self.cal is None:
             return None
-        for family in families:
-            found = sorted(
-                (int(k.rsplit("nodes", 1)[1]), k) for k in self.cal.comm
-                if k.startswith(f"deepep.{family}.{mode}.{phase}.{dtype}.nodes"))
-            if found:
-                wider = [x for x in found if x[0] >= nodes]
-                key = (wider[0] if wider else found[-1])[1]
-                return key, self.cal.comm[key]
-        return None
+        measured = []  # (covers, other precision, family rank, nodes, key)
+        for rank, family in enumerate(families):
+            prefix = f"deepep.{family}.{mode}.{phase}."
+            for k in self.cal.comm:
+                if k.startswith(prefix):
+                    elem, n = k[len(prefix):].split(".nodes")
+                    measured.append((int(n) >= nodes, elem != dtype, rank, int(n), k))
+        if not measured:
+            return None
+        if any(m[0] for m in measured):
+            key = min((m for m in measured if m[0]), key=lambda m: m[1:4])[4]
+        else:
+            key = min(measured, key=lambda m: (-m[3], m[1], m[2]))[4]
+        return key, self.cal.comm[key]
 
     def p2p(self, bytes_: np.ndarray, link: Link) -> np.ndarray:
         bytes_ = np.asarray(bytes_, dtype=np.float64)

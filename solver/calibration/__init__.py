@@ -36,12 +36,16 @@ import numpy as np
 
 @dataclass(frozen=True)
 class ComputeModel:
-    """``time = floor_s + ideal / efficiency(x)`` for one op class and precision."""
+    """``time = floor_s + ideal / efficiency(x)`` for one op class and precision; decode
+    attention adds per-sequence terms and a query-group factor (:meth:`time_decode`)."""
 
     floor_s: float
     x: tuple[float, ...]
     efficiency: tuple[float, ...]
     label: str
+    per_sequence_s: float = 0.0  # × sequences in the call
+    per_sequence_kv_head_s: float = 0.0  # × sequences × KV heads on the GPU (GQA)
+    group_factor: tuple[tuple[float, float], ...] = ((1.0, 1.0),)  # (group size, factor), asc.
 
     def eff(self, x: np.ndarray | float) -> np.ndarray:
         lx = np.log(np.maximum(np.asarray(x, dtype=np.float64), self.x[0]))
@@ -49,6 +53,24 @@ class ComputeModel:
 
     def time(self, ideal: np.ndarray, x: np.ndarray, calls: float) -> np.ndarray:
         return calls * self.floor_s + ideal / self.eff(x)
+
+    def factor(self, group: float) -> float:
+        """The factor of the last ``(size, factor)`` entry with ``size <= group``."""
+        out = 1.0
+        for size, f in self.group_factor:
+            if size <= group:
+                out = f
+        return out
+
+    def time_decode(self, ideal: np.ndarray, x: np.ndarray, sequences: np.ndarray,
+                    kv_heads: float, group: float) -> np.ndarray:
+        """One decode attention call over ``sequences`` sequences with ``kv_heads`` KV heads and
+        query groups of ``group`` heads on the GPU: ``floor + factor(group) · (per_sequence ·
+        b + per_sequence_kv_head · b · kv_heads + ideal / efficiency(x))``."""
+        b = np.asarray(sequences, dtype=np.float64)
+        return self.floor_s + self.factor(group) * (
+            self.per_sequence_s * b + self.per_sequence_kv_head_s * b * kv_heads
+            + ideal / self.eff(x))
 
 
 @dataclass(frozen=True)
@@ -80,8 +102,20 @@ class Calibration:
 def _compute(key: str, raw: dict[str, Any], source: str) -> ComputeModel:
     label = f"measured ({source}: {key})"
     model = raw.get("model")
+    extra: dict[str, Any] = {}
     if model:
         xs, eff, floor = model["x"], model["efficiency"], float(model["floor_us"]) * 1e-6
+        # Decode attention: fitted jointly with the efficiencies, so all or nothing.
+        extra = {"per_sequence_s": float(model.get("per_sequence_us", 0.0)) * 1e-6,
+                 "per_sequence_kv_head_s": float(model.get("per_sequence_kv_head_us", 0.0)) * 1e-6}
+        if model.get("group_factor"):
+            # A factor below 1 would let a long read beat the HBM datasheet (no op does): held
+            # at 1 (A100's fitted 0.94-0.96 at 12-16 query heads per KV head).
+            steps = tuple((float(g), max(1.0, float(f))) for g, f in model["group_factor"])
+            if any(b[0] <= a[0] for a, b in zip(steps, steps[1:], strict=False)) or \
+                    any(f <= 0 for _, f in steps):
+                raise ValueError(f"{key}: group_factor must ascend by group size with factors > 0")
+            extra["group_factor"] = steps
     else:
         xs = [p[0] for p in raw["points"]]
         eff = [p[1] for p in raw["points"]]
@@ -90,7 +124,7 @@ def _compute(key: str, raw: dict[str, Any], source: str) -> ComputeModel:
     eff = [min(1.0, max(1e-6, float(e))) for e in eff]
     if len(xs) != len(eff) or not xs or any(b <= a for a, b in zip(xs, xs[1:], strict=False)):
         raise ValueError(f"{key}: x must be non-empty and strictly increasing")
-    return ComputeModel(floor, tuple(xs), tuple(eff), label)
+    return ComputeModel(floor, tuple(xs), tuple(eff), label, **extra)
 
 
 def _comm(key: str, raw: dict[str, Any], source: str) -> CommModel | None:
