@@ -8,23 +8,26 @@ from typing import TYPE_CHECKING, Any
 
 from solver import timing
 from solver.costmodel import BYTES_PER_GB
+from solver.schema import ceil_div
 
 if TYPE_CHECKING:
     from solver.estimate import Evaluation, Prepared
+    from solver.schema import Grid
 
 NS_PER_S = timing.NS_PER_S
 
 
-def term_sources(prep: Prepared, tp: int) -> dict[str, str]:
+def term_sources(prep: Prepared, grid: Grid) -> dict[str, str]:
     """Where each time term comes from: a measured model (named) or the roofline."""
     cm, k = prep.cm, prep.cm.k
+    tp = grid.tp
     return {
         "attn_proj": k.source(f"gemm.{cm.w_fmt}"),
         "attn_core": (f"decode: {k.source(cm.decode_attn_key)}; prefill: "
                       f"{k.source(cm.prefill_attn_key)}"),
         "ffn_dense": k.source(f"gemm.{cm.w_fmt}"),
         "moe_experts": k.source(f"moe.{cm.e_fmt}.balanced"),
-        "ep_comm": _deepep_source(prep),
+        "ep_comm": _deepep_source(prep, grid),
         "tp_comm": k.source(k.all_reduce_key(tp, k.intra)),
         "norms": k.elementwise_source(),
         "cp_comm": k.source("comm.p2p"),
@@ -38,11 +41,17 @@ def term_sources(prep: Prepared, tp: int) -> dict[str, str]:
     }
 
 
-def _deepep_source(prep: Prepared) -> str:
+def _deepep_source(prep: Prepared, grid: Grid) -> str:
+    """The measured DeepEP curves the cost model reads for ``grid`` (the nodes its expert group
+    spans), as costmodel._dispatch_combine chooses them."""
     cm, k = prep.cm, prep.cm.k
+    if cm.token_sets(grid) <= 1:
+        return "none: every token copy stays in its rank's own group"
+    nodes = ceil_div(grid.etp * grid.ep, prep.instance.hardware.gpus_per_node)
     out = []
     for mode, label in (("ll", "decode"), ("normal", "prefill")):
-        found = k.deepep(cm.deepep_families, mode, "dispatch", prep.instance.engine.dispatch_precision, 1)
+        found = k.deepep(cm.deepep_families, mode, "dispatch",
+                         prep.instance.engine.dispatch_precision, nodes)
         out.append(f"{label}: " + (found[1].label if found else k.source("comm.a2a")))
     return "; ".join(out)
 
@@ -99,7 +108,7 @@ def breakdown(prep: Prepared, ev: Evaluation, bounds: list[tuple[int, int]],
     sf, sl = bounds[slow]
     slow_full = max(range(pp), key=lambda s: a.stage_full_ns[s])
     ff, fl = bounds[slow_full]
-    sources = term_sources(prep, ev.grid.tp)
+    sources = term_sources(prep, ev.grid)
     rounds = a.rounds
     wait = None
     if rounds is not None:

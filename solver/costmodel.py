@@ -215,6 +215,17 @@ class CostModel:
         a = self.model.attention
         return min(tp, a.num_kv_heads) if a.kind == "gqa" else 1
 
+    def decode_heads(self, tp: int) -> dict[str, float]:
+        """KV heads and query-group size one GPU's decode attention kernel sees: GQA ``kv_heads
+        / kv_shard`` KV heads and ``(heads / tp) / that`` query heads per KV head; MLA one latent
+        and every query head on the GPU."""
+        a = self.model.attention
+        heads = a.num_heads / tp
+        if a.kind == "gqa":
+            kv = a.num_kv_heads / self.kv_shard(tp)
+            return {"kv_heads": kv, "group": heads / kv}
+        return {"kv_heads": 1.0, "group": heads}
+
     def attn_params_per_gpu(self, lp: LayerParams, tp: int) -> float:
         kv = self._kv_proj_params
         return (lp.attn_sharded - kv) / tp + kv / self.kv_shard(tp) + lp.attn_replicated
@@ -280,7 +291,7 @@ class CostModel:
             / cp * kv_tok  # the chunk's prefix KV, streamed once per chunk
         t["attn_core"] = splits * (
             self.k.attention(self.decode_attn_key, dec_flops, dec_bytes, dec * keys * kv_tok,
-                             self.attn_math)
+                             self.attn_math, sequences=dec, **self.decode_heads(tp))
             + self.k.attention(self.prefill_attn_key, pf_flops, pf_bytes, 2 * ppt,
                                self.attn_math))
         ffn_calls = (2 if lp.dense_ffn else 0) + (2 if lp.shared else 0) + (1 if lp.router
@@ -439,7 +450,9 @@ class CostModel:
         if m.tie_embeddings and pp > 1:  # the last stage needs its own copy of the tied matrix
             head_params += embedding_params(m)
         head_bytes = math.ceil(head_params / tp * self.w_bytes)
-        head_flop_params = (embedding_params(m) if m.tie_embeddings else head_params) / tp
+        # the GEMM multiplies by vocab × hidden (the final norm is memory, not GEMM work)
+        head_flop_params = embedding_params(m) / tp if m.tie_embeddings else \
+            m.vocab_size * h / tp
 
         def emb(tokens: np.ndarray) -> np.ndarray:
             return self.k.memory_read(tokens * h * self.w_bytes)
@@ -523,7 +536,7 @@ class CostModel:
         chunks = chunk_sizes(self.workload.max_input, self.budget)
         h = self.model.hidden_size
         head_params = (embedding_params(self.model) if self.model.tie_embeddings
-                       else lm_head_params(self.model)) / g.tp
+                       else self.model.vocab_size * self.model.hidden_size) / g.tp
         hop = (0.0 if g.pp == 1 else
                float((g.pp - 1) * self.k.p2p(chunks / g.cp * h * self.a_bytes,
                                              self.link(g.gpus_per_instance)).sum()))

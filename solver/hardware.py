@@ -5,7 +5,8 @@ gives each value with its source. Conventions used by all presets:
 
 * ``peak_tflops`` is *dense* peak (no 2:4 sparsity). NVIDIA datasheets mark sparse figures with an
   asterisk; those are halved. A precision the hardware cannot run natively is left out, so the cost
-  model runs it at the next wider listed precision's rate (H100 has no FP4 tensor cores: no fp4).
+  model reads such weights at their own width and computes in the activation precision (W4A16 /
+  W8A16; H100 has no FP4 tensor cores: no fp4, MXFP4 weights run BF16 math).
   ``fp32`` is the non-tensor FP32 rate (PyTorch does not use TF32 for fp32 matmuls by default).
 * Bandwidths are per GPU, one direction, in GB/s (1e9 bytes/s); capacities in GB (1e9 bytes).
 * ``mfu``, ``hbm_efficiency``, ``comm_efficiency``, ``reserved_gb`` and the latencies are one
@@ -105,8 +106,8 @@ HARDWARE_PRESETS: dict[str, HardwareSpec] = {
             "NVIDIA H100 SXM5 in an HGX/DGX H100 8-GPU node. Sources: NVIDIA H100 Tensor Core "
             "GPU datasheet, H100 SXM column (FP32 67; BF16/FP16 1,979* and FP8/INT8 3,958* "
             "TFLOPS, *with sparsity, halved to dense; 80 GB HBM3; 3.35 TB/s; NVLink 900 GB/s "
-            "bidirectional = 450 GB/s per direction). No FP4 tensor cores: fp4/mxfp4 run at the "
-            "fp8 rate. Inter-node: DGX H100 datasheet, 8x ConnectX-7 400 Gb/s (one NIC per GPU) "
+            "bidirectional = 450 GB/s per direction). No FP4 tensor cores: fp4/mxfp4 weights are "
+            "dequantised and multiplied in BF16. Inter-node: DGX H100 datasheet, 8x ConnectX-7 400 Gb/s (one NIC per GPU) "
             "= 50 GB/s." + _SHARED_NOTES
         ),
     ),

@@ -235,7 +235,8 @@ class HardwareSpec(Strict):
     peak_tflops: dict[Precision, Tflops] = Field(
         min_length=1,
         description="Dense peak TFLOPS per precision (no sparsity), e.g. {bf16: 989, fp8: 1979}. "
-        "A precision missing here runs at the rate of the next wider one listed."
+        "A weight precision missing here has no tensor cores: its GEMMs dequantise the weights "
+        "and compute in the activation precision (W4A16/W8A16)."
     )
     mfu: Efficiency = Field(description="Fraction of peak FLOPS that GEMMs achieve [0.01-1].")
     hbm_gb: Float = Field(
