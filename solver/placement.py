@@ -15,7 +15,6 @@ the same model, get the same answer, and :func:`place_experts_cached` solves eac
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import math
 import time
@@ -73,6 +72,7 @@ class PlacementResult:
     status: str  # CP-SAT status name, or "TRIVIAL" when no model was needed
     exact_model: bool = True  # every expert could take every replica count (see docs)
     wall_time_s: float = field(default=0.0, compare=False)  # of the solve (cached: the first)
+    clock_free: bool = field(default=True, compare=False)  # no wall-clock limit cut it short
 
 
 # ----------------------------------------------------------------------------------------------
@@ -304,7 +304,7 @@ def _descend(
     slots_per_rank = len(weights) // ep
     pairs = slots_per_rank * (slots_per_rank - 1) // 2
     try_pairs = pairs * pairs * (ep - 1) <= PAIR_SWAP_BUDGET
-    while time.perf_counter() < deadline:
+    while time.monotonic() < deadline:
         hot = int(np.argmax(rank_load))
         swap = _best_swap(weights, experts, rank_of, rank_load, holds, hot, 1)
         if swap is None and try_pairs:
@@ -434,7 +434,7 @@ def improve_by_swaps(
     the pair's larger load smallest, while the other rank stays below the current peak; each
     exchange lowers (peak, ranks at peak) lexicographically, so descent terminates. Then up to
     ``rounds`` exact many-for-many exchanges (:func:`_repartition`), each followed by descent.
-    Stops at ``deadline`` (a ``time.perf_counter()`` value) or when the peak reaches ``target``."""
+    Stops at ``deadline`` (a ``time.monotonic()`` value) or when the peak reaches ``target``."""
     rank_of = rank_of.copy()
     rank_load = np.zeros(ep, dtype=np.int64)
     np.add.at(rank_load, rank_of, weights)
@@ -443,7 +443,7 @@ def improve_by_swaps(
     rng = np.random.default_rng(seed)
     stuck = 0
     for _ in range(rounds):
-        if time.perf_counter() >= deadline or int(rank_load.max()) <= target:
+        if time.monotonic() >= deadline or int(rank_load.max()) <= target:
             break
         if _repartition(weights, experts, rank_of, rank_load, holds, rng):
             stuck = 0
@@ -509,7 +509,7 @@ def heuristic_placement(
     best, best_hottest, best_replicas = greedy.ranks, greedy.hottest, greedy.replicas
     seen: set[tuple[int, ...]] = set()
     for replicas in candidates:
-        if tuple(replicas) in seen or time.perf_counter() >= deadline:
+        if tuple(replicas) in seen or time.monotonic() >= deadline:
             continue
         seen.add(tuple(replicas))
         ranks = pack(loads, replicas, ep, deadline)
@@ -712,6 +712,22 @@ def _closed_form(loads: np.ndarray, ep: int, redundant: int) -> tuple[tuple[int,
     return None
 
 
+#: A CP-SAT placement call may run this many times its deterministic limit (plus the constant) in
+#: wall-clock seconds before it is stopped regardless: the guard against a machine so loaded that
+#: deterministic time and wall time part ways. Hitting it makes the result clock-dependent.
+#: Measured on placement models: one deterministic unit takes 1-2.3 s of wall time with one
+#: worker and up to 5 s with two interleaved workers (docs/placement.md), so the cap is generous.
+WALL_CAP_FACTOR = 10.0
+WALL_CAP_EXTRA_S = 1.0
+
+#: The planner's (and the reference's) placement sub-model: CP-SAT only on exact models
+#: (``polish_restricted=False``), one worker, this much deterministic time. Longer limits gained
+#: at most 1% of the hottest rank on 16-expert layers and nothing measurable from 64 experts up
+#: (docs/placement.md), while each costs the solve that much per ep.
+PLANNER_DETERMINISTIC_S = 0.2
+PLANNER_PLACEMENT_WORKERS = 1
+
+
 def _solve_sorted(
     loads: tuple[int, ...],
     ep: int,
@@ -719,40 +735,68 @@ def _solve_sorted(
     time_limit_s: float,
     workers: int,
     seed: int,
+    polish_restricted: bool = True,
+    deadline: float = math.inf,
 ) -> PlacementResult:
-    """Place experts whose loads are sorted descending (expert ids are sorted positions)."""
+    """Place experts whose loads are sorted descending (expert ids are sorted positions).
+
+    Deterministic unless ``deadline`` (a ``time.monotonic()`` value) or the wall-clock cap
+    intervenes: the heuristic is bounded by rounds, not seconds, and CP-SAT by deterministic time
+    (``time_limit_s``) with its workers interleaved. The result says whether the clock played a
+    part (``clock_free``)."""
     start_time = time.perf_counter()
     values = np.array(loads, dtype=np.int64)
     greedy = greedy_placement(values, ep, redundant)
     lower_bound = analytic_lower_bound(values, ep, redundant, greedy.hottest)
+    clock_free = True
 
-    def result(ranks, status: str, optimal: bool, exact: bool = True) -> PlacementResult:
+    def result(ranks, status: str, exact: bool = True, bound: int | None = None,
+               proved: bool = False) -> PlacementResult:
+        hottest = int(rank_loads_of(values, ranks).max())
+        if hottest > greedy.hottest:  # every path keeps the greedy as a fallback: a bug, loudly
+            raise AssertionError(f"placement ({hottest}) worse than greedy ({greedy.hottest})")
+        lb = lower_bound if bound is None else bound
         return PlacementResult(
             ranks=ranks,
-            hottest=int(rank_loads_of(values, ranks).max()),
-            lower_bound=lower_bound,
+            hottest=hottest,
+            lower_bound=lb,
             greedy_hottest=greedy.hottest,
-            optimal=optimal,
+            optimal=hottest == lb or proved,
             status=status,
             exact_model=exact,
             wall_time_s=time.perf_counter() - start_time,
+            clock_free=clock_free,
         )
 
     closed = _closed_form(values, ep, redundant)
-    if closed is not None:
-        return result(closed, "TRIVIAL", True)
-    # The heuristic may use up to half the time limit; CP-SAT gets the rest.
-    deadline = start_time + 0.5 * time_limit_s
+    if closed is not None and int(rank_loads_of(values, closed).max()) <= greedy.hottest:
+        return result(closed, "TRIVIAL")
     start = heuristic_placement(values, ep, redundant, greedy, lower_bound, deadline, seed)
+    if time.monotonic() >= deadline:
+        clock_free = False
     if int(rank_loads_of(values, start).max()) == lower_bound:
-        return result(start, "TRIVIAL", True)  # meets a proved lower bound: nothing to search
+        return result(start, "TRIVIAL")  # meets a proved lower bound: nothing to search
 
-    placement, exact = build_placement_model(values, ep, redundant, greedy, start, lower_bound)
+    known = [greedy.replicas, replica_counts(len(values), start)]
+    choices, exact = replica_count_choices(values, ep, redundant, known)
+    if not exact and not polish_restricted:
+        # The restricted model only polishes the heuristic (measured: docs/placement.md) and
+        # costs seconds to build on DeepSeek-sized layers; the planner skips it.
+        return result(start, "HEURISTIC", exact=False)
+    left = deadline - time.monotonic()
+    if left <= 0:
+        clock_free = False
+        return result(start, "HEURISTIC", exact=exact)
+    placement = PlacementModel(values, ep, redundant, choices, lower_bound, greedy.hottest)
+    placement.hint(start)
     solver = cp_model.CpSolver()
-    # time_limit_s bounds the whole call: CP-SAT gets what the bounds and heuristic left.
-    elapsed = time.perf_counter() - start_time
-    solver.parameters.max_time_in_seconds = max(time_limit_s - elapsed, 0.1 * time_limit_s)
+    wall_cap = WALL_CAP_FACTOR * time_limit_s + WALL_CAP_EXTRA_S
+    solver.parameters.max_deterministic_time = time_limit_s
+    solver.parameters.max_time_in_seconds = min(wall_cap, left)
     solver.parameters.num_workers = workers
+    # Workers take turns in batches (CP-SAT's interleaved search): the same answer whatever the
+    # machine load, and whatever the number of workers.
+    solver.parameters.interleave_search = True
     solver.parameters.random_seed = seed
     # Probing in presolve costs about a second on DeepSeek-V3-sized layers and did not pay for
     # itself in our measurements (docs/placement.md).
@@ -763,44 +807,61 @@ def _solve_sorted(
     # reductions to prove optimality, so they keep them.
     solver.parameters.keep_all_feasible_solutions_in_presolve = not exact
     status = solver.solve(placement.model)
+    if status not in (cp_model.OPTIMAL, cp_model.INFEASIBLE) and \
+            solver.deterministic_time < time_limit_s * 0.999:
+        clock_free = False  # stopped by the wall clock, not by its deterministic budget
     found = status in (cp_model.OPTIMAL, cp_model.FEASIBLE)
     log.debug(
         "placement E=%d R=%d ep=%d: %s objective=%s bound=%s greedy=%d lower_bound=%d "
-        "wall=%.3fs conflicts=%d",
-        len(loads),
-        redundant,
-        ep,
-        solver.status_name(status),
-        solver.objective_value if found else None,
-        solver.best_objective_bound,
-        greedy.hottest,
-        lower_bound,
-        solver.wall_time,
-        solver.num_conflicts,
+        "wall=%.3fs deterministic=%.3f",
+        len(loads), redundant, ep, solver.status_name(status),
+        solver.objective_value if found else None, solver.best_objective_bound,
+        greedy.hottest, lower_bound, solver.wall_time, solver.deterministic_time,
     )
     ranks = placement.extract(solver) if found else start
     if int(rank_loads_of(values, ranks).max()) > int(rank_loads_of(values, start).max()):
         ranks = start  # a solve stopped early may hold a worse incumbent than the hint
+    bound = lower_bound
     if found and exact:
         # The model admits every placement (symmetry breaking keeps one of each class), so its
         # bound is a bound of the problem.
-        lower_bound = max(lower_bound, int(np.ceil(solver.best_objective_bound - 1e-6)))
-    hottest = int(rank_loads_of(values, ranks).max())
-    if hottest > greedy.hottest:  # the model forbids it: a violation is a bug, loudly
-        raise AssertionError(f"CP-SAT placement ({hottest}) worse than greedy ({greedy.hottest})")
-    return result(
-        ranks,
-        solver.status_name(status),
-        hottest == lower_bound or (exact and status == cp_model.OPTIMAL),
-        exact,
-    )
+        bound = max(lower_bound, int(np.ceil(solver.best_objective_bound - 1e-6)))
+    return result(ranks, solver.status_name(status), exact, bound,
+                  proved=exact and status == cp_model.OPTIMAL
+                  and int(rank_loads_of(values, ranks).max()) == int(solver.objective_value))
 
 
-_solve_sorted_cached = functools.lru_cache(maxsize=1024)(_solve_sorted)
+class _ResultCache:
+    """Placements by (sorted loads, ep, redundant, limits, seed); only results the clock played
+    no part in are kept, so a cached answer is the answer any run would give."""
+
+    def __init__(self, size: int = 1024):
+        self.size = size
+        self.hits = 0
+        self._store: dict[tuple, PlacementResult] = {}
+
+    def __call__(self, loads, ep, redundant, time_limit_s, workers, seed, polish_restricted=True,
+                 deadline=math.inf) -> PlacementResult:
+        key = (loads, ep, redundant, time_limit_s, workers, seed, polish_restricted)
+        got = self._store.get(key)
+        if got is not None:
+            self.hits += 1
+            return got
+        got = _solve_sorted(loads, ep, redundant, time_limit_s, workers, seed, polish_restricted,
+                            deadline)
+        if got.clock_free:
+            if len(self._store) >= self.size:
+                self._store.pop(next(iter(self._store)))
+            self._store[key] = got
+        return got
+
+
+_solve_sorted_cached = _ResultCache()
 
 
 def _place(
-    solve, loads: np.ndarray, ep: int, redundant: int, time_limit_s: float, workers: int, seed: int
+    solve, loads: np.ndarray, ep: int, redundant: int, time_limit_s: float, workers: int, seed: int,
+    polish_restricted: bool, deadline: float | None,
 ) -> PlacementResult:
     values = check_placement_input(loads, ep, redundant)
     if not time_limit_s > 0:
@@ -810,7 +871,8 @@ def _place(
     # Stable descending order: sorted position i is original expert order[i].
     order = np.argsort(-values, kind="stable")
     solved = solve(
-        tuple(int(v) for v in values[order]), ep, redundant, float(time_limit_s), workers, seed
+        tuple(int(v) for v in values[order]), ep, redundant, float(time_limit_s), workers, seed,
+        polish_restricted, math.inf if deadline is None else deadline,
     )
     ranks = tuple(tuple(sorted(int(order[e]) for e in experts)) for experts in solved.ranks)
     return dataclasses.replace(solved, ranks=ranks)
@@ -824,14 +886,23 @@ def place_experts(
     time_limit_s: float = 1.0,
     workers: int = 2,
     seed: int = 0,
+    polish_restricted: bool = True,
+    deadline: float | None = None,
 ) -> PlacementResult:
     """Place one MoE layer's experts (and ``redundant`` extra replicas) on ``ep`` ranks,
     minimising the hottest rank's load; never worse than the greedy baseline.
 
     ``loads`` are non-negative integer load units, one per expert; ``ep`` must divide
     ``len(loads) + redundant``. Raises ValueError naming the rule otherwise.
+
+    ``time_limit_s`` is CP-SAT's *deterministic* time limit (about a second of an idle core per
+    unit), so the same input gives the same placement on a busy and an idle machine; a wall-clock
+    cap of ``WALL_CAP_FACTOR × time_limit_s + WALL_CAP_EXTRA_S`` and ``deadline`` (a
+    ``time.monotonic()`` value) stop it regardless, and the result then says ``clock_free=False``.
+    With ``polish_restricted=False`` CP-SAT runs only on exact (small) models.
     """
-    return _place(_solve_sorted, loads, ep, redundant, time_limit_s, workers, seed)
+    return _place(_solve_sorted, loads, ep, redundant, time_limit_s, workers, seed,
+                  polish_restricted, deadline)
 
 
 def place_experts_cached(
@@ -842,11 +913,23 @@ def place_experts_cached(
     time_limit_s: float = 1.0,
     workers: int = 2,
     seed: int = 0,
+    polish_restricted: bool = True,
+    deadline: float | None = None,
+    memo: dict | None = None,
 ) -> PlacementResult:
     """:func:`place_experts`, solved once per (sorted loads, ep, redundant, limits, seed): layers
     whose loads are permutations of each other (the power law) share one solve, mapped back
-    through each layer's permutation."""
-    return _place(_solve_sorted_cached, loads, ep, redundant, time_limit_s, workers, seed)
+    through each layer's permutation. Results cut short by the clock are not cached across
+    calls, except in ``memo`` (the caller's own dict, e.g. one per solve)."""
+    solve = _solve_sorted_cached
+    if memo is not None:
+        def solve(*args):
+            got = memo.get(args[:7])
+            if got is None:
+                got = memo[args[:7]] = _solve_sorted_cached(*args)
+            return got
+    return _place(solve, loads, ep, redundant, time_limit_s, workers, seed, polish_restricted,
+                  deadline)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -31,7 +31,11 @@ from typing import Literal
 
 from solver import timing
 from solver.estimate import Prepared, assemble, balanced_stages, evaluate
-from solver.placement import place_experts_cached
+from solver.placement import (
+    PLANNER_DETERMINISTIC_S,
+    PLANNER_PLACEMENT_WORKERS,
+    place_experts_cached,
+)
 from solver.schema import MAX_GPUS, Grid, Instance, LayerPlacement, Plan, Stage
 from solver.verify import verify
 
@@ -106,15 +110,18 @@ def _placement(prep: Prepared, ep: int, redundant: int) -> tuple[LayerPlacement,
         return None
     return tuple(
         LayerPlacement(layer=layer, ranks=place_experts_cached(
-            prep.loads[i], ep, redundant, time_limit_s=1.0, workers=1,
-            seed=prep.instance.search.random_seed).ranks)
+            prep.loads[i], ep, redundant, time_limit_s=PLANNER_DETERMINISTIC_S,
+            workers=PLANNER_PLACEMENT_WORKERS, seed=prep.instance.search.random_seed,
+            polish_restricted=False).ranks)
         for i, layer in enumerate(prep.moe_layers))
 
 
 def reference_search(instance: Instance, *, max_gpus: int | None = None,
-                     time_limit_s: float | None = None) -> ReferenceResult:
+                     time_limit_s: float | None = None,
+                     max_plans: int | None = None) -> ReferenceResult:
     """The lexicographic optimum over every plan ``verify`` accepts with at most ``max_gpus``
-    GPUs (default: the target's max_gpus, else 64)."""
+    GPUs (default: the target's max_gpus, else 64). ``time_limit_s`` and ``max_plans`` (stage
+    partitions examined) stop it early with status TIMEOUT."""
     start = time.perf_counter()
     prep = Prepared(instance)
     t = instance.workload.targets
@@ -129,12 +136,17 @@ def reference_search(instance: Instance, *, max_gpus: int | None = None,
         gpi = g.gpus_per_instance
         if best is not None and gpi > best[0][0]:
             break
-        if time_limit_s is not None and time.perf_counter() - start > time_limit_s:
+        if timed_out or (time_limit_s is not None
+                         and time.perf_counter() - start > time_limit_s):
             timed_out = True
             break
         red = prep.space.redundant(g.ep)
         placement = _placement(prep, g.ep, red)
         for batch in _batches(prep, g):
+            if (max_plans is not None and checked >= max_plans) or (
+                    time_limit_s is not None and time.perf_counter() - start > time_limit_s):
+                timed_out = True
+                break
             if prep.space.violations(g, batch, red):
                 continue
             probe = Plan(degrees=g.degrees(), batch=batch, redundant_experts=red,

@@ -1,15 +1,16 @@
-"""Determinism (issue 6, item 5): the same instance solved twice gives the same answer.
+"""Determinism (issues 6 and 10): the same instance gives the same answer on an idle and a busy
+machine.
 
-- Same status, GPU count, degrees and batch: twice in one process and once in each of two
-  separate processes (``python -m moeplan solve --json``, run at the same time so they compete
-  for the CPU), over every seed instance and two model instances with power-law loads.
-- Fully reproducible plan (stages and expert placement too) with ``workers: 1`` when no solve is
-  bound by its time limit (status OPTIMAL, every placement proved optimal).
+Every figure of the answer but ``solve_time_s`` is compared: status, GPUs, bound, degrees, batch,
+stages, expert placement, metrics, tie-breaks proved, the explanation. Twice in one process and
+once in each of two ``python -m moeplan solve --json`` processes run at the same time (so they
+compete for the two cores), over every seed instance and the three model instances with power-law
+loads, each well inside its time limit.
 
-What may differ, and why (measured; docs/reliability.md, "Determinism"): ``solve_time_s``;
-``improving_solutions`` with more than one worker; the "nearest" values of an INFEASIBLE
-explanation, which is time-boxed; and, when a solve *is* bound by its time limit, anything:
-placements, tie-breaks, even the GPU count (UNKNOWN in one run, OPTIMAL in another).
+Why it holds: expert placements are bounded by rounds and CP-SAT's deterministic time (one
+worker), never the clock; the GPU search and tie-breaks are exact when they finish, and the
+one-candidate CP-SAT models run with interleaved workers. What remains load-dependent (documented
+in docs/reliability.md): ``solve_time_s``, and anything of a solve the time limit cuts short.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from solver import planner
+from solver import contract, planner
 from solver.instance import load_instance
 from solver.schema import SolveResult
 
@@ -33,23 +34,21 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = sorted((REPO / "instances" / "seeds").glob("*.yaml"))
 MODELS = [REPO / "instances" / "models" / name
-          for name in ("deepseek-v3-h200-powerlaw.yaml", "qwen3-235b-h100-powerlaw.yaml")]
+          for name in ("deepseek-v3-h200-powerlaw.yaml", "qwen3-235b-h100-powerlaw.yaml",
+                       "kimi-k2-h200-powerlaw.yaml")]
 INSTANCES = SEEDS + MODELS
 IDS = [p.stem for p in INSTANCES]
-#: Every solve here finishes well inside it (the seeds' INFEASIBLE answers included); it keeps
-#: the time-boxed explanations of those short (2% of it, at least 0.5 s).
-TIME_LIMIT_S = 20.0
+#: Every solve here finishes well inside it (the seeds' INFEASIBLE answers included).
+TIME_LIMIT_S = 60.0
 
 
-def key(result: SolveResult | dict[str, Any]) -> tuple:
-    """What must not change between two solves: status, GPUs, degrees, batch."""
+def key(result: SolveResult | dict[str, Any], *, estimate: bool = False) -> dict[str, Any]:
+    """Everything but the wall time, as the JSON contract writes it (the CLI's estimate of the
+    plan only when asked: the library's result has none)."""
     if isinstance(result, SolveResult):
-        plan = result.plan
-        return (result.status, result.objective,
-                plan.degrees.model_dump() if plan else None, plan.batch if plan else None)
-    plan = result["plan"]
-    return (result["status"], result["objective"],
-            plan["degrees"] if plan else None, plan["batch"] if plan else None)
+        result = contract.dump(contract.solve_out(result, None))
+    drop = {"solve_time_s"} | (set() if estimate else {"estimate"})
+    return {k: v for k, v in result.items() if k not in drop}
 
 
 def test_the_instance_set() -> None:
@@ -94,19 +93,12 @@ def test_same_answer_twice_in_one_process(in_process, name: str) -> None:
 @pytest.mark.parametrize("name", IDS)
 def test_same_answer_in_two_processes(two_processes, in_process, name: str) -> None:
     a, b = two_processes[name]
-    assert key(a) == key(b)
+    assert key(a, estimate=True) == key(b, estimate=True)
     assert key(a) == key(in_process[name][0])  # and the same as the library's answer
 
 
-@pytest.mark.parametrize("path", MODELS, ids=[p.stem for p in MODELS])
-def test_one_worker_reproduces_the_whole_plan(path: Path) -> None:
-    """With one CP-SAT worker and no solve cut short by its time limit, everything but the
-    wall time is reproduced: stages, expert placement, metrics, bound, improving count."""
-    instance = load_instance(path)
-    first, second = (planner.solve(instance, workers=1, time_limit_s=TIME_LIMIT_S)
-                     for _ in range(2))
-    for r in (first, second):
-        if r.status != "OPTIMAL" or not all(e.optimal for e in r.experts):
-            pytest.skip("a solve was bound by its time limit: not promised reproducible")
-    a, b = (r.model_dump(mode="json", exclude={"solve_time_s"}) for r in (first, second))
-    assert a == b
+def test_every_solve_here_finished_inside_its_limit(in_process) -> None:
+    """The promise covers solves the clock did not cut short; these all finish."""
+    for first, _ in in_process.values():
+        assert first.status in ("OPTIMAL", "INFEASIBLE")
+        assert first.solve_time_s < TIME_LIMIT_S / 2

@@ -55,9 +55,6 @@ TIE_BREAKS = (
     "most output tokens/s per GPU",
     "lowest TTFT",
 )
-#: Share of the time limit the placement sub-models may use, and the cap per sub-model.
-PLACEMENT_TIME_SHARE = 0.3
-PLACEMENT_TIME_CAP_S = 2.0
 #: Time for explaining an infeasible instance: this share of the time limit, within [min, max].
 EXPLAIN_BUDGET_SHARE = 0.05
 EXPLAIN_BUDGET_MIN_S = 0.5
@@ -123,12 +120,7 @@ def solve(
     deadline = start + search.time_limit_s
     prep = Prepared(instance)
     goals = Goals.of(instance.workload.targets)
-    # One placement budget for the whole solve, split over the layers that need their own
-    # sub-model; a function of the instance only, so the same instance gets the same placements.
-    distinct = len({tuple(sorted(x.tolist())) for x in prep.loads}) or 1
-    placements = Placements(
-        prep, min(PLACEMENT_TIME_CAP_S, PLACEMENT_TIME_SHARE * search.time_limit_s / distinct),
-        search.workers, search.random_seed)
+    placements = Placements(prep, search.workers, search.random_seed, deadline)
     bank = GridBank(prep, placements)
     pool = Pool(bank, goals)
     common = {"solver": SOLVER_NAME, "tie_breaks": TIE_BREAKS,
@@ -151,7 +143,10 @@ def solve(
         if outcome.status == "INFEASIBLE":
             budget = min(EXPLAIN_BUDGET_MAX_S,
                          max(EXPLAIN_BUDGET_MIN_S, EXPLAIN_BUDGET_SHARE * search.time_limit_s))
-            explanation = explain(bank, goals, deadline=time.monotonic() + budget,
+            # Past the solve's deadline by at most EXPLAIN_BUDGET_MIN_S.
+            now = time.monotonic()
+            until = min(now + budget, max(deadline, now + EXPLAIN_BUDGET_MIN_S))
+            explanation = explain(bank, goals, deadline=until,
                                   workers=search.workers, seed=search.random_seed,
                                   should_stop=should_stop)
         return SolveResult(

@@ -78,9 +78,28 @@ class GridCost:
 PREBOUND_SLACK = 1e-6
 
 
-def viable_s(gc: GridCost, goals: Goals) -> np.ndarray:
+def _gpu_lb_above(gpi: int, instance_rate_ub: np.ndarray, goals: Goals,
+                  fixed_replicas: int | None, cutoff: int | None) -> np.ndarray:
+    """Where the GPUs of every plan are surely above ``cutoff``: ``gpi`` times the fewest
+    replicas an instance at most ``instance_rate_ub`` tokens/s needs (conservative in float)."""
+    if cutoff is None:
+        return np.zeros(instance_rate_ub.shape, dtype=bool)
+    if fixed_replicas is not None:
+        r_lb = np.full(instance_rate_ub.shape, float(fixed_replicas))
+    elif goals.min_rate_total is not None:
+        with np.errstate(divide="ignore"):
+            r_lb = np.ceil(goals.min_rate_total * (1 - PREBOUND_SLACK) / instance_rate_ub)
+        r_lb = np.maximum(r_lb, 1.0)
+    else:
+        r_lb = np.ones(instance_rate_ub.shape)
+    return gpi * r_lb > cutoff
+
+
+def viable_s(gc: GridCost, goals: Goals, fixed_replicas: int | None = None,
+             cutoff: int | None = None) -> np.ndarray:
     """The ``s`` of ``gc`` that no necessary condition rules out, by vectorised arithmetic over
-    every ``s`` at once (conservative: exact bounds follow in :meth:`Candidate.bounded`)."""
+    every ``s`` at once (conservative: exact bounds follow in :meth:`Candidate.bounded`); with a
+    ``cutoff``, also those whose every plan has more GPUs than it."""
     g = gc.grid
     pp, gpi = g.pp, g.gpus_per_instance
     s_all = np.array(gc.s_range(), dtype=np.int64)
@@ -128,6 +147,8 @@ def viable_s(gc: GridCost, goals: Goals) -> np.ndarray:
         keep &= trip * (wait + own) <= goals.ttft_ns * (1 + PREBOUND_SLACK)
     if goals.max_gpus is not None:
         keep &= gpi <= goals.max_gpus
+    keep &= ~_gpu_lb_above(gpi, g.dp * q_top * timing.NS_PER_S / tpot_lb, goals,
+                           fixed_replicas, cutoff)
     return s_all[keep]
 
 
@@ -171,7 +192,8 @@ def stage_profile(prep: Prepared, grid: Grid, hot: dict[int, HotRank]) -> StageP
 
 def profile_admits(p: StageProfile, grid: Grid, q_range: tuple[int, int], goals: Goals,
                    budget: int, token_budget: int, workload: tuple[int, int, int],
-                   overhead: int) -> bool:
+                   overhead: int, fixed_replicas: int | None = None,
+                   cutoff: int | None = None) -> bool:
     """Whether any ``s`` of ``grid`` (its pipeline depth over the shared stage profile) passes the
     necessary conditions of :func:`viable_s` with the hop left out (a weaker, valid test)."""
     pp, gpi = grid.pp, grid.gpus_per_instance
@@ -202,6 +224,8 @@ def profile_admits(p: StageProfile, grid: Grid, q_range: tuple[int, int], goals:
         with np.errstate(divide="ignore", invalid="ignore"):
             wait = np.where(rho < 1, rho * (inp / free) / (2 * (1 - rho)), np.inf)
         keep &= trip * (wait + np.ceil(max_inp / free)) <= goals.ttft_ns * (1 + PREBOUND_SLACK)
+    keep &= ~_gpu_lb_above(gpi, grid.dp * q_top * timing.NS_PER_S / tpot_lb, goals,
+                           fixed_replicas, cutoff)
     return bool(keep.any())
 
 

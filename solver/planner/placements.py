@@ -1,21 +1,33 @@
 """Expert placement per (ep, redundant slots, MoE layer), solved lazily by the placement
 sub-model (:mod:`solver.placement`) and cached; layers whose loads are permutations of each other
-share one solve."""
+share one solve.
+
+Budgets are deterministic: the heuristic is bounded by rounds, CP-SAT (only on exact models, the
+ones it can prove; one worker) by :data:`solver.placement.PLANNER_DETERMINISTIC_S`
+deterministic seconds, so an instance gets the same placements on a busy and an idle machine.
+Only the solve's deadline can cut one short (then the answer is not OPTIMAL anyway, and
+``clock_free`` says so)."""
 
 from __future__ import annotations
 
 from solver.costmodel import HotRank
 from solver.estimate import Prepared
-from solver.placement import PlacementResult, place_experts_cached
+from solver.placement import (
+    PLANNER_DETERMINISTIC_S,
+    PLANNER_PLACEMENT_WORKERS,
+    PlacementResult,
+    place_experts_cached,
+)
 
 
 class Placements:
-    def __init__(self, prep: Prepared, time_limit_s: float, workers: int, seed: int):
+    def __init__(self, prep: Prepared, workers: int, seed: int, deadline: float):
         self.prep = prep
-        self.time_limit_s = time_limit_s
         self.workers = workers
         self.seed = seed
+        self.deadline = deadline
         self._by_ep: dict[tuple[int, int], dict[int, PlacementResult]] = {}
+        self._memo: dict = {}  # this solve's placements, cut short or not
 
     def results(self, ep: int, redundant: int) -> dict[int, PlacementResult]:
         key = (ep, redundant)
@@ -24,7 +36,9 @@ class Placements:
             self._by_ep[key] = {
                 layer: place_experts_cached(
                     prep.loads[prep.moe_index[layer]], ep, redundant,
-                    time_limit_s=self.time_limit_s, workers=self.workers, seed=self.seed)
+                    time_limit_s=PLANNER_DETERMINISTIC_S, workers=PLANNER_PLACEMENT_WORKERS,
+                    seed=self.seed, polish_restricted=False, deadline=self.deadline,
+                    memo=self._memo)
                 for layer in prep.moe_layers}
         return self._by_ep[key]
 
@@ -37,6 +51,10 @@ class Placements:
 
     def all_optimal(self, ep: int, redundant: int) -> bool:
         return all(r.hottest == r.lower_bound for r in self.results(ep, redundant).values())
+
+    def clock_free(self) -> bool:
+        """No placement used so far was cut short by the deadline."""
+        return all(r.clock_free for by_layer in self._by_ep.values() for r in by_layer.values())
 
     def ranks(self, ep: int, redundant: int) -> dict[int, tuple[tuple[int, ...], ...]]:
         return {layer: r.ranks for layer, r in self.results(ep, redundant).items()}

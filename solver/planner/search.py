@@ -85,12 +85,16 @@ def watchdog(solver: cp_model.CpSolver, deadline: float,
 
 def run_cpsat(model: cp_model.CpModel, deadline: float, workers: int, seed: int,
               should_stop: Callable[[], bool] | None,
-              callback: cp_model.CpSolverSolutionCallback | None = None
-              ) -> tuple[cp_model.CpSolver, int]:
+              callback: cp_model.CpSolverSolutionCallback | None = None,
+              interleave: bool = False) -> tuple[cp_model.CpSolver, int]:
+    """Solve ``model`` by ``deadline`` (a watchdog enforces it). With ``interleave`` the workers
+    take turns (CP-SAT's interleaved search): which of several optimal solutions comes back no
+    longer depends on thread timing."""
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = max(0.01, deadline - time.monotonic())
     solver.parameters.num_workers = workers
     solver.parameters.random_seed = seed
+    solver.parameters.interleave_search = interleave
     with watchdog(solver, deadline, should_stop):
         status = solver.solve(model, callback)
     if should_stop is not None and should_stop():
@@ -216,7 +220,9 @@ class Pool:
         self._seen = 0
 
     def upto(self, limit: int, deadline: float,
-             should_stop: Callable[[], bool] | None) -> bool:
+             should_stop: Callable[[], bool] | None, cutoff: int | None = None) -> bool:
+        """Bound every grid up to ``limit`` GPUs per instance; with ``cutoff`` (the best plan's
+        GPUs: it only falls) leave out candidates whose every plan has more GPUs than that."""
         complete = self.bank.listed_upto(min(limit, self.size_cap), deadline, should_stop)
         bank = self.bank
         while self._seen < len(bank.grids):
@@ -233,12 +239,13 @@ class Pool:
                                   prep.cm.memory_budget, prep.cm.budget,
                                   (prep.instance.workload.input_len,
                                    prep.instance.workload.max_input,
-                                   prep.instance.workload.output_len), prep.cm.overhead_ns):
+                                   prep.instance.workload.output_len), prep.cm.overhead_ns,
+                                  self.fixed_r, cutoff):
                 continue
             gc = bank.cost(grid)
-            for s in viable_s(gc, self.goals):
+            for s in viable_s(gc, self.goals, self.fixed_r, cutoff):
                 c = Candidate(gc, int(s)).bounded(self.goals, self.fixed_r, self.forbidden)
-                if c is not None:
+                if c is not None and (cutoff is None or c.caps.gpu_lb <= cutoff):
                     self.cands.append(c)
         return complete
 
@@ -372,7 +379,8 @@ def fewest_gpus(pool: Pool, deadline: float, workers: int, seed: int,
             best = choice
 
     while True:
-        complete = pool.upto(limit, deadline, should_stop)
+        complete = pool.upto(limit, deadline, should_stop,
+                             None if best is None else best.gpus)
         order = sorted(range(resolved, len(pool.cands)), key=lambda i: pool.cands[i].caps.gpu_lb)
         fresh = [pool.cands[i] for i in order]
         resolved = len(pool.cands)
@@ -480,7 +488,7 @@ def _cpsat_one(c: Candidate, q: int, r: int, pool: Pool, deadline: float, worker
     if slowest_max is not None:
         pm.model.add(v.slowest <= slowest_max)
     pm.model.minimize(pm.slowest_expr() if objective == "slowest" else pm.round_expr())
-    solver, status = run_cpsat(pm.model, deadline, workers, seed, should_stop)
+    solver, status = run_cpsat(pm.model, deadline, workers, seed, should_stop, interleave=True)
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return pm.extract(solver), status == cp_model.OPTIMAL
     return None, status == cp_model.INFEASIBLE
