@@ -361,6 +361,7 @@ def test_preset_names() -> None:
             "qwen3-235b-a22b",
             "qwen3-30b-a3b",
             "gpt-oss-120b",
+            "kimi-k2",
         ]
     )
 

@@ -185,7 +185,9 @@ def test_param_bytes() -> None:
 @pytest.mark.parametrize("name", model_preset_names())
 def test_preset_total_matches_published(name: str) -> None:
     m = load_model_preset(name)
-    assert total_params(m) == pytest.approx(PUBLISHED_TOTAL_PARAMS[name], rel=0.01)
+    # Kimi-K2's "1 trillion" is published to one significant figure (we count 1.026T).
+    rel = 0.03 if name == "kimi-k2" else 0.01
+    assert total_params(m) == pytest.approx(PUBLISHED_TOTAL_PARAMS[name], rel=rel)
     assert check_declared(m) is None
 
 
@@ -196,6 +198,7 @@ PUBLISHED_ACTIVE = {
     "qwen3-30b-a3b": 3.3e9,
     "mixtral-8x7b": 12.9e9,
     "llama-4-maverick-17b-128e": 17e9,
+    "kimi-k2": 32e9,
 }
 
 

@@ -21,6 +21,7 @@ MODEL_PRESETS: dict[str, str] = {
     "qwen3-235b-a22b": "Qwen3-235B-A22B.json",
     "qwen3-30b-a3b": "Qwen3-30B-A3B.json",
     "gpt-oss-120b": "gpt-oss-120b.json",
+    "kimi-k2": "Kimi-K2-Instruct.json",
 }
 
 #: The vendors' published total parameter counts.
@@ -40,6 +41,9 @@ PUBLISHED_TOTAL_PARAMS: dict[str, int] = {
     # OpenAI, gpt-oss-120b & gpt-oss-20b model card (arXiv:2508.10925), table 1: 116.83B total,
     # 5.13B active (their active count excludes the embedding, see solver.params.active_params).
     "gpt-oss-120b": 116_830_000_000,
+    # Moonshot AI, HF model card moonshotai/Kimi-K2-Instruct: "32 billion activated parameters
+    # and 1 trillion total parameters".
+    "kimi-k2": 1_000_000_000_000,
 }
 
 
