@@ -107,8 +107,8 @@ HARDWARE_PRESETS: dict[str, HardwareSpec] = {
             "GPU datasheet, H100 SXM column (FP32 67; BF16/FP16 1,979* and FP8/INT8 3,958* "
             "TFLOPS, *with sparsity, halved to dense; 80 GB HBM3; 3.35 TB/s; NVLink 900 GB/s "
             "bidirectional = 450 GB/s per direction). No FP4 tensor cores: fp4/mxfp4 weights are "
-            "dequantised and multiplied in BF16. Inter-node: DGX H100 datasheet, 8x ConnectX-7 400 Gb/s (one NIC per GPU) "
-            "= 50 GB/s." + _SHARED_NOTES
+            "dequantised and multiplied in BF16. Inter-node: DGX H100 datasheet, 8x ConnectX-7 "
+            "400 Gb/s (one NIC per GPU) = 50 GB/s." + _SHARED_NOTES
         ),
     ),
     "h200-sxm": _preset(
