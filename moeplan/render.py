@@ -304,14 +304,25 @@ def render_solve_header(console: Console, doc: Mapping[str, Any]) -> None:
         console.print(escape("objective: " + ", then ".join(parts)))
     space = doc.get("search_space") or {}
     if space:
-        items = ", ".join(f"{k} {v}" if isinstance(v, str) else f"{k} = {v}"
-                          for k, v in space.items())
+        items = ", ".join(_restriction(k, v) for k, v in space.items())
         label = "OPTIMAL within" if status == "OPTIMAL" else "searched"
         console.print(escape(f"{label}: {items}"), soft_wrap=True)
     if doc.get("expert_load"):
         console.print(escape(f"expert load: {doc['expert_load']}"), soft_wrap=True)
     if doc.get("advice"):
         console.print(f"[yellow]{escape(doc['advice'])}[/]", soft_wrap=True)
+
+
+def _restriction(key: str, value: Any) -> str:
+    """One entry of ``search_space`` as a reader says it: ``ep may span nodes``, ``batch
+    1..65,536``, ``max_pp = 4``, ``fix tp=8, ep=8``."""
+    if isinstance(value, str):
+        return f"{key} {value}"
+    if key == "batch" and isinstance(value, Mapping):
+        return f"batch {value['min']:,}..{value['max']:,}"
+    if isinstance(value, Mapping):
+        return f"{key} " + ", ".join(f"{k}={v}" for k, v in value.items())
+    return f"{key} = {value}"
 
 
 def _share(x: float) -> str:

@@ -94,8 +94,9 @@ def _advice(status: str, prep: Prepared, time_limit_s: float, workers: int) -> s
         tips.append("or narrow the search with search.fix / max_pp")
     else:
         tips.append("or narrow the search (search.fix, max_pp, a batch range)")
-    what = "no plan was found" if status == "UNKNOWN" else "the GPU count is not proved"
-    return f"The time limit ended the search before {what}: " + ", ".join(tips) + "."
+    what = ("before any plan was found" if status == "UNKNOWN"
+            else "before the GPU count was proved minimal")
+    return f"The time limit ended the search {what}: " + ", ".join(tips) + "."
 
 
 def solve(
