@@ -428,7 +428,10 @@ class CostModel:
         weights = math.ceil(params * self.w_bytes + experts * self.e_bytes)
         wl = self.workload
         per_token = self.kv_token[layer] / self.kv_shard(g.tp)
-        kv_seq = math.ceil(ceil_div(self._context(layer, wl.mean_context), g.cp) * per_token)
+        # KV held per sequence: at the mean context where the engine allocates as tokens come,
+        # at the whole sequence where it reserves that at admission (TensorRT-LLM)
+        held = wl.full_context if self.engine.kv_reserves_full_sequence else wl.mean_context
+        kv_seq = math.ceil(ceil_div(self._context(layer, held), g.cp) * per_token)
         kv_max = math.ceil(ceil_div(self._context(layer, wl.max_context), g.cp) * per_token)
         return weights, kv_seq, kv_max
 

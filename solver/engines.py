@@ -24,6 +24,10 @@ class EngineDefaults:
     ep_dispatch_precision: str
     version: str
     sources: dict[str, str]
+    #: The engine admits a request only when KV blocks for its whole sequence (prompt + maximum
+    #: output) are free, so the KV cache is sized per sequence at input + output, not at the
+    #: mean context of the sequences in flight.
+    kv_reserves_full_sequence: bool = False
 
 
 ENGINE_DEFAULTS: dict[str, EngineDefaults] = {
@@ -43,6 +47,8 @@ ENGINE_DEFAULTS: dict[str, EngineDefaults] = {
             "runs, charges none either. Kernel launch floors are in the measured kernel times.",
             "ep_dispatch_precision": "vLLM's default all2all backend (allgather_reducescatter) "
             "moves hidden states in the activation precision (BF16).",
+            "kv_reserves_full_sequence": "No: vLLM allocates KV blocks as tokens are generated "
+            "and preempts a sequence when the cache runs out.",
         },
     ),
     "sglang": EngineDefaults(
@@ -60,6 +66,8 @@ ENGINE_DEFAULTS: dict[str, EngineDefaults] = {
             "SGLang's overlap (zero-overhead) scheduler, on by default since v0.4.",
             "ep_dispatch_precision": "DeepEP dispatch in FP8 with BF16 combine, as SGLang "
             "runs it with --moe-a2a-backend deepep (LMSYS, 2025-05-05).",
+            "kv_reserves_full_sequence": "No: SGLang allocates KV as tokens are generated and "
+            "retracts requests when the cache runs out.",
         },
     ),
     "trtllm": EngineDefaults(
@@ -77,7 +85,13 @@ ENGINE_DEFAULTS: dict[str, EngineDefaults] = {
             "TensorRT-LLM's overlap scheduler, on by default in its PyTorch backend.",
             "ep_dispatch_precision": "TensorRT-LLM wide-EP all-to-all quantises dispatch to FP8 "
             "on Hopper.",
+            "kv_reserves_full_sequence": "Yes: the default capacity scheduler policy "
+            "GUARANTEED_NO_EVICT admits a request only when KV blocks for its prompt plus its "
+            "maximum output are free, so a started request is never paused "
+            "(tensorrt_llm/llmapi/llm_args.py SchedulerConfig; TensorRT-LLM docs, 'Useful "
+            "Runtime Options', Capacity Scheduler Policy).",
         },
+        kv_reserves_full_sequence=True,
     ),
 }
 

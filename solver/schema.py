@@ -349,6 +349,11 @@ class Workload(Strict):
         """Mean context of a decoding sequence: typical input plus half the output (rounded up)."""
         return self.input_len + ceil_div(self.output_len, 2)
 
+    @property
+    def full_context(self) -> int:
+        """A typical sequence at its end: typical input plus all output tokens."""
+        return self.input_len + self.output_len
+
 
 # ----------------------------------------------------------------------------------------------
 # Expert load
@@ -461,6 +466,12 @@ class EngineSpec(Strict):
     @property
     def dispatch_precision(self) -> str:
         return self.ep_dispatch_precision or self._default("ep_dispatch_precision")
+
+    @property
+    def kv_reserves_full_sequence(self) -> bool:
+        """Whether the engine reserves a request's KV for its whole sequence at admission
+        (TensorRT-LLM's GUARANTEED_NO_EVICT) rather than allocating it as tokens come."""
+        return self._default("kv_reserves_full_sequence")
 
 
 # ----------------------------------------------------------------------------------------------

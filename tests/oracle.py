@@ -285,7 +285,11 @@ class Oracle:
         for k, (first, last) in enumerate(bounds):
             layers = range(first, last + 1)
             weights = sum(self.weight_bytes(layer, g, hot.get(layer)) for layer in layers)
-            kv_seq = sum(self.kv_bytes(layer, g, wl.mean_context) for layer in layers)
+            # docs: KV per sequence at the mean context, or at input + output where the engine
+            # reserves the whole sequence at admission (TensorRT-LLM)
+            held = (wl.input_len + wl.output_len if self.inst.engine.name == "trtllm"
+                    else wl.mean_context)
+            kv_seq = sum(self.kv_bytes(layer, g, held) for layer in layers)
             kv_max = sum(self.kv_bytes(layer, g, wl.max_context) for layer in layers)
             mem = weights + max(q * kv_seq, kv_max) + mem_every
             t_avg = sum(avg_ns[layer] for layer in layers)

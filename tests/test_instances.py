@@ -187,7 +187,7 @@ FEASIBLE_PLANS: dict[str, tuple[dict[str, int], int]] = {
     "llama-4-maverick-h200.yaml": ({"tp": 4, "dp": 2, "ep": 8}, 128),
     "qwen3-235b-h100-powerlaw.yaml": ({"dp": 16, "ep": 16}, 256),
     "deepseek-v3-h200-powerlaw.yaml": ({"dp": 16, "ep": 16, "replicas": 4}, 256),
-    "mixtral-8x7b-mlperf-offline.yaml": ({"replicas": 8}, 552),
+    "mixtral-8x7b-mlperf-offline.yaml": ({"replicas": 8}, 490),
     "kimi-k2-h200-powerlaw.yaml": ({"dp": 16, "ep": 16, "replicas": 13}, 384),
 }
 
