@@ -18,7 +18,7 @@ with the datasheet peaks of moeplan's hardware presets (``solver/hardware.py``),
 uses ``time = ideal_time / efficiency(x)``. Communication curves are not roofline efficiencies:
 they store achieved bandwidth (bytes / time) and a latency term. Every curve says which table it
 came from, which shapes it aggregates, how the FLOPs/bytes were counted and how it was smoothed;
-``docs`` in the output repeats the conventions. See /work/notes/aic-calibration.md.
+``docs`` in the output repeats the conventions. See docs/calibration.md.
 """
 
 from __future__ import annotations
