@@ -578,7 +578,7 @@ def curve_from_agg(agg: dict, *, smooth: str, xname: str, **meta) -> dict:
             "rows are faster "
             "than this roofline allows (mis-measured rows, or a kernel running at a "
             "higher-rate precision "
-            "than the one assumed); check before use (see /work/notes/aic-calibration.md)"
+            "than the one assumed); check before use (see docs/calibration.md)"
         }
     return {
         **warn,
