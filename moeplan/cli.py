@@ -1,11 +1,16 @@
 """The ``moeplan`` command: plan, check and explain MoE deployments from the shell.
 
 Human tables by default, ``--json`` for machines (then stdout holds the JSON document and nothing
-else; warnings go to stderr). Exit codes, for every command:
+else; warnings go to stderr). Every document (``--json`` output, ``solve --out``) carries
+``schema_version`` and validates against the JSON Schema ``moeplan schema --what ...`` exports
+(:mod:`solver.contract`). Exit codes, for every command:
 
 - 0: done (``verify``: the plan is valid; ``solve``: a plan was found);
-- 1: a negative answer (``verify``: the plan breaks rules; ``solve``: INFEASIBLE or no plan found);
-- 2: bad input, reported as one line ``error: <field>: <rule>`` on stderr;
+- 1: a negative answer (``verify``: the plan breaks rules; ``solve``: INFEASIBLE or no plan found;
+  ``bench``: some instance is ERROR);
+- 2: bad input, reported as one line ``error: <field>: <rule>`` on stderr; also a ``--server``
+  that cannot be used: unreachable, refusing the token, or answering with an error status
+  (``error: --server: HOST answered RESOURCE_EXHAUSTED: ...``);
 - 3: a bug, reported as one line ``internal error: ...`` (the traceback with ``MOEPLAN_DEBUG=1``).
 
 Commands are registered on the module-level :data:`app` with :func:`command`, which adds the
@@ -27,7 +32,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
@@ -247,8 +252,8 @@ def _root(
 ) -> None:
     """Plan deployments of Mixture-of-Experts LLMs on GPUs, proved optimal by OR-Tools CP-SAT.
 
-    Exit codes: 0 done, 1 negative answer (invalid plan, no feasible plan), 2 bad input,
-    3 internal error.
+    Exit codes: 0 done, 1 negative answer (invalid plan, no feasible plan, a bench instance
+    in ERROR), 2 bad input (or an unusable --server), 3 internal error.
     """
 
 
@@ -257,8 +262,104 @@ def _root(
 # ----------------------------------------------------------------------------------------------
 
 
+class _Document(BaseModel):
+    """A document moeplan writes (as those of :mod:`solver.contract`, where these belong)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: str = Field(description="Version of the JSON contract (solver/contract.py).")
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AttentionSummary(_Part):
+    kind: str = Field(description="'gqa' or 'mla'.")
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    sliding_window: int | None
+    num_sliding_layers: int
+    q_lora_rank: int | None = Field(None, description="MLA only.")
+    kv_lora_rank: int | None = Field(None, description="MLA only.")
+    qk_nope_head_dim: int | None = Field(None, description="MLA only.")
+    qk_rope_head_dim: int | None = Field(None, description="MLA only.")
+    v_head_dim: int | None = Field(None, description="MLA only.")
+
+
+class ModelOut(_Document):
+    """``moeplan model --json``: architecture, parameter counts, weight and KV-cache bytes."""
+
+    name: str
+    num_layers: int
+    num_dense_layers: int
+    num_moe_layers: int
+    hidden_size: int
+    attention: AttentionSummary
+    dense_ffn_width: int
+    num_experts: int
+    top_k: int
+    expert_ffn_width: int
+    num_shared_experts: int
+    shared_expert_width: int
+    vocab_size: int
+    tie_embeddings: bool
+    weight_precision: str
+    expert_precision: str
+    kv_precision: str
+    weight_block_size: int | None
+    total_params: int
+    active_params: int
+    routed_expert_params: int
+    declared_total_params: int | None
+    weight_bytes: int = Field(description="Routed experts at the expert precision, the rest at "
+                              "the weight precision.")
+    kv_bytes_per_token: float
+    warning: str | None = Field(description="A declared parameter count that disagrees with "
+                                "the architecture.")
+
+
+class ModelPresetOut(_Part):
+    name: str
+    total_params: int
+    active_params: int
+    published_total_params: int | None
+    num_experts: int
+    top_k: int
+    weight_precision: str
+    expert_precision: str
+
+
+class HardwarePresetOut(_Part):
+    name: str
+    hbm_gb: float
+    hbm_tb_s: float
+    tflops_bf16: float | None
+    tflops_fp8: float | None
+    gpus_per_node: int
+
+
+class PresetsOut(_Document):
+    """``moeplan presets --json``: the bundled model and hardware presets."""
+
+    models: list[ModelPresetOut]
+    hardware: list[HardwarePresetOut]
+
+
+#: Documents of the commands outside :data:`solver.contract.DOCUMENTS`, for ``moeplan schema``.
+CLI_DOCUMENTS: dict[str, type[BaseModel]] = {"model": ModelOut, "presets": PresetsOut}
+
+
+def _schema_version() -> str:
+    from solver.contract import SCHEMA_VERSION
+
+    return SCHEMA_VERSION
+
+
 def model_summary(spec: Any) -> dict[str, Any]:
-    """Architecture, parameter counts, weight and KV-cache bytes of a :class:`ModelSpec`."""
+    """Architecture, parameter counts, weight and KV-cache bytes of a :class:`ModelSpec`
+    (the :class:`ModelOut` document)."""
     from solver.params import (
         active_params,
         check_declared,
@@ -288,7 +389,8 @@ def model_summary(spec: Any) -> dict[str, Any]:
         attention.update(q_lora_rank=a.q_lora_rank, kv_lora_rank=a.kv_lora_rank,
                          qk_nope_head_dim=a.qk_nope_head_dim,
                          qk_rope_head_dim=a.qk_rope_head_dim, v_head_dim=a.v_head_dim)
-    return {
+    return ModelOut.model_validate({
+        "schema_version": _schema_version(),
         "name": spec.name,
         "num_layers": spec.num_layers,
         "num_dense_layers": len(spec.dense_layers),
@@ -306,6 +408,7 @@ def model_summary(spec: Any) -> dict[str, Any]:
         "weight_precision": spec.weight_precision,
         "expert_precision": spec.expert_weight_precision,
         "kv_precision": spec.kv_precision,
+        "weight_block_size": spec.weight_block_size,
         "total_params": total,
         "active_params": active_params(spec),
         "routed_expert_params": routed,
@@ -313,7 +416,7 @@ def model_summary(spec: Any) -> dict[str, Any]:
         "weight_bytes": weight_bytes,
         "kv_bytes_per_token": kv_bytes_per_token(spec),
         "warning": check_declared(spec),
-    }
+    }).model_dump(mode="json")
 
 
 @command("model")
@@ -436,13 +539,25 @@ class SchemaWhat(str, Enum):
     result = "result"
     verify = "verify"
     estimate = "estimate"
+    model = "model"
+    presets = "presets"
+
+
+def document_schema(what: str) -> dict[str, Any]:
+    """JSON Schema of a document moeplan writes (``result`` is ``solve``'s)."""
+    from solver import contract
+
+    if what in CLI_DOCUMENTS:
+        return CLI_DOCUMENTS[what].model_json_schema()
+    return contract.json_schema("solve" if what == "result" else what)
 
 
 @command("schema")
 def schema_cmd(
     what: Annotated[SchemaWhat, typer.Option(
         "--what", help="Which document: instance (the file moeplan reads), plan (solve --out), "
-        "solve / result (solve --json), verify (verify --json) or estimate (estimate --json).",
+        "solve / result (solve --json), verify (verify --json), estimate (estimate --json), "
+        "model (model --json) or presets (presets --json).",
     )] = SchemaWhat.instance,
 ) -> None:
     """JSON Schema of an instance (default) or of a document moeplan writes."""
@@ -451,9 +566,7 @@ def schema_cmd(
 
         emit_json(instance_file_json_schema())
         return
-    from solver import contract
-
-    emit_json(contract.json_schema("solve" if what == SchemaWhat.result else what.value))
+    emit_json(document_schema(what.value))
 
 
 def presets_document() -> dict[str, Any]:
@@ -485,7 +598,8 @@ def presets_document() -> dict[str, Any]:
         }
         for name, hw in HARDWARE_PRESETS.items()
     ]
-    return {"models": models, "hardware": hardware}
+    return PresetsOut(schema_version=_schema_version(), models=models,
+                      hardware=hardware).model_dump(mode="json")
 
 
 @command("presets")
@@ -533,7 +647,7 @@ def _solve_remote(
     server: str, instance: Instance, time_limit_s: float | None, workers: int | None
 ) -> SolveResult:
     try:
-        from service.client import PlannerClient
+        from service.client import PlannerClient, RemoteError
     except ImportError as exc:
         raise InputError(f"--server: the gRPC client is not available ({exc})", "server") from None
     client = PlannerClient(server)
@@ -541,6 +655,9 @@ def _solve_remote(
         return client.solve(instance, time_limit_s=time_limit_s, workers=workers)
     except ConnectionError as exc:
         raise InputError(f"--server: cannot reach {server} ({exc})", "server") from None
+    except RemoteError as exc:  # busy, out of time, a server-side failure: the server's word
+        raise InputError(f"--server: {server} answered {exc.code.name}: {exc.message}",
+                         "server") from None
     finally:
         close = getattr(client, "close", None)
         if callable(close):

@@ -6,8 +6,10 @@ Registered on the CLI by importing this module (``moeplan.cli`` does it). The en
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
+import socket
 import sys
 from enum import Enum
 from pathlib import Path
@@ -47,6 +49,47 @@ def _check_seconds(value: float | None, option: str, upper: float = MAX_TIME_LIM
     if value is not None and not (math.isfinite(value) and 0 < value <= upper):
         raise InputError(f"{option}: must be in (0, {upper:g}] seconds, got {value}",
                          option.lstrip("-").replace("-", "_"))
+
+
+PLOTS_MISSING = ("matplotlib is not installed; install the plots extra: "
+                 "pip install 'moeplan[plots]'")
+#: How long ``bench --executor ray --ray-address`` waits for the cluster's port to answer (Ray
+#: itself retries for minutes on an address where nothing listens).
+RAY_CONNECT_TIMEOUT_S = 5.0
+
+
+def _require_matplotlib(field: str) -> None:
+    """Fail before any solving when the pictures cannot be drawn."""
+    try:
+        importlib.import_module("matplotlib")
+    except ImportError:
+        raise InputError(f"{field}: {PLOTS_MISSING}", field.lstrip("-")) from None
+
+
+def _check_ray_address(address: str) -> None:
+    """One TCP connection to the Ray cluster's address (``HOST:PORT`` of its GCS, or
+    ``ray://HOST:PORT`` of its client server) before Ray is asked: where nothing listens,
+    ``ray.init`` retries for minutes. ``auto`` (find a local cluster) is left to Ray."""
+    if address in ("auto", "local"):
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"--ray-address: expected HOST:PORT, ray://HOST:PORT or auto, got "
+                         f"'{address}'", "ray_address")
+    timeout_s = RAY_CONNECT_TIMEOUT_S
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except TimeoutError:
+        why = f"no answer within {timeout_s:g} s"
+    except socket.gaierror as exc:
+        why = f"unknown host: {exc.strerror}"
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+    else:
+        return
+    raise InputError(f"--ray-address: cannot reach Ray at {address} ({why}); is the cluster "
+                     "running?", "ray_address")
 
 
 def _status_style(status: str) -> str:
@@ -182,9 +225,11 @@ def bench_cmd(
     if plots is not None and plots.exists() and not plots.is_dir():
         raise InputError(f"--plots: {plots} is a file, expected a directory", "plots")
     if plots is not None:
-        import moeplan.plots  # noqa: F401 - fail on a missing matplotlib before solving
+        _require_matplotlib("--plots")  # before solving, not after
 
-    engine = bench.make_executor(executor.value, workers, ray_address)
+    engine = bench.make_executor(executor.value, workers, ray_address)  # imports Ray
+    if executor == Executor.ray and ray_address:
+        _check_ray_address(ray_address)
     options = bench.BenchOptions(
         time_limit_s=time_limit, solver_workers=solver_workers, reference=reference,
         reference_time_limit_s=reference_time_limit, reference_max_plans=reference_max_plans,
@@ -320,6 +365,7 @@ def plot_cmd(
         raise InputError(f"--out: {out} is a file, expected a directory", "out")
     if plan is not None and claimed:
         raise InputError("--claimed: cannot be combined with --plan", "claimed")
+    _require_matplotlib("plot")
     from moeplan import plots
 
     instance = load_instance_arg(instance_path)

@@ -1,8 +1,10 @@
 """Python clients of the moeplan gRPC service: :class:`PlannerClient` (blocking) and
 :class:`AsyncPlannerClient` (asyncio). Both speak pydantic: they take a
 :class:`~solver.schema.Instance` (load it with :func:`solver.instance.load_instance`, which also
-resolves Hugging Face config files on the client) and return a
-:class:`~solver.schema.SolveResult`, exactly what :func:`solver.planner.solve` returns locally.
+resolves Hugging Face config files on the client) and return what the library returns locally:
+``solve`` a :class:`~solver.schema.SolveResult` (as :func:`solver.planner.solve`), ``verify``
+and ``estimate`` the documents ``moeplan verify --json`` and ``moeplan estimate --json`` print
+(:class:`solver.contract.VerifyOut`, :class:`solver.contract.EstimateOut`).
 
 Errors: INVALID_ARGUMENT raises :class:`~solver.instance.InputError` (with ``.violations`` from
 the server's BadRequest details); a missing or refused token (UNAUTHENTICATED, PERMISSION_DENIED)
@@ -29,6 +31,7 @@ from grpc_status import rpc_status
 from service import convert
 from service._gen.moeplan.v1 import planner_pb2 as pb
 from service._gen.moeplan.v1 import planner_pb2_grpc as pb_grpc
+from solver.contract import EstimateOut, VerifyOut
 from solver.instance import InputError
 from solver.schema import HardwareSpec, Instance, ModelSpec, Plan, SolveResult
 
@@ -150,11 +153,12 @@ def _presets(response: pb.ListPresetsResponse) -> dict[str, list[dict[str, Any]]
             "active_params": m.active_params,
             "published_total_params": (m.published_total_params
                                        if m.HasField("published_total_params") else None),
-            "spec": ModelSpec.model_validate(convert.message_to_dict(m.spec)),
+            "spec": ModelSpec.model_validate(convert.message_to_dict(m.spec, strict=False)),
         } for m in response.models],
         "hardware": [{
             "name": h.name,
-            "spec": HardwareSpec.model_validate(convert.message_to_dict(h.spec)),
+            "spec": HardwareSpec.model_validate(convert.message_to_dict(h.spec,
+                                                                        strict=False)),
         } for h in response.hardware],
     }
 
@@ -211,15 +215,15 @@ class PlannerClient:
             call.cancel()
 
     def verify(self, instance: Instance, plan: Plan | None = None, *,
-               timeout_s: float | None = 60.0) -> dict[str, Any]:
-        """``Report.to_dict()`` of the plan (default: the instance's claimed plan)."""
+               timeout_s: float | None = 60.0) -> VerifyOut:
+        """The verify document of the plan (default: the instance's claimed plan)."""
         response = self._call(self._stub.Verify, _plan_request(pb.VerifyRequest, instance, plan),
                               timeout_s)
-        return convert.report_from_proto(response)
+        return convert.verify_from_proto(response)
 
     def estimate(self, instance: Instance, plan: Plan | None = None, *,
-                 timeout_s: float | None = 60.0) -> dict[str, Any]:
-        """``Evaluation.to_dict()`` of the plan (default: the instance's claimed plan)."""
+                 timeout_s: float | None = 60.0) -> EstimateOut:
+        """The estimate document of the plan (default: the instance's claimed plan)."""
         response = self._call(self._stub.Estimate,
                               _plan_request(pb.EstimateRequest, instance, plan), timeout_s)
         return convert.estimate_from_proto(response.estimate)
@@ -284,13 +288,13 @@ class AsyncPlannerClient:
             call.cancel()
 
     async def verify(self, instance: Instance, plan: Plan | None = None, *,
-                     timeout_s: float | None = 60.0) -> dict[str, Any]:
+                     timeout_s: float | None = 60.0) -> VerifyOut:
         response = await self._call(self._stub.Verify,
                                     _plan_request(pb.VerifyRequest, instance, plan), timeout_s)
-        return convert.report_from_proto(response)
+        return convert.verify_from_proto(response)
 
     async def estimate(self, instance: Instance, plan: Plan | None = None, *,
-                       timeout_s: float | None = 60.0) -> dict[str, Any]:
+                       timeout_s: float | None = 60.0) -> EstimateOut:
         response = await self._call(self._stub.Estimate,
                                     _plan_request(pb.EstimateRequest, instance, plan), timeout_s)
         return convert.estimate_from_proto(response.estimate)

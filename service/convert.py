@@ -1,30 +1,50 @@
-"""protobuf <-> pydantic at the edge of the service.
+"""protobuf <-> the schema's dicts and the JSON contract's documents, at the edge of the service.
 
-The messages of ``protos/moeplan/v1/planner.proto`` use the schema's field names, so one generic
-walk converts a message into the plain dict an instance file would hold (and back); the few
-places where protobuf cannot say what the schema says (oneofs for ``model``/``hardware``/
-``batch``, enums for literals, lists of lists, maps keyed by an enum) have one small hook each in
-:data:`_TO_DICT` / :data:`_FROM_DICT`.
+The messages of ``protos/moeplan/v1/planner.proto`` use the field names of the instance schema
+(:mod:`solver.schema`) and of the JSON documents moeplan writes (:mod:`solver.contract`), so the
+conversions are generic; the few places where protobuf cannot say what the schema says (oneofs
+for ``model``/``hardware``/``batch``, enums for literals, lists of lists, the ``peak_tflops``
+table) have one small hook each in :data:`_TO_DICT` / :data:`_FROM_DICT`.
 
-Input direction: a field left unset (proto3 ``optional`` without a value, an empty repeated
-field, enum value 0) is left out of the dict, so the schema's default applies and a missing
-required field is reported by pydantic exactly as for an instance file. The dict then goes
-through :func:`solver.instance.instance_from_dict`, the CLI's own validation.
+- **dict -> message** (every reply; the clients' requests): :func:`fill_message` reshapes the
+  dict (enum literals to enum names, the hooks) and hands it to
+  :func:`google.protobuf.json_format.ParseDict`, which does the rest and refuses a key the
+  message lacks, so a field added to the schema or the contract but not to the .proto fails
+  loudly (``tests/test_service.py`` checks every document).
+- **message -> dict** (every request; the clients' replies): :func:`message_to_dict`, a walk over
+  the descriptor. It is the validation edge, which ``json_format.MessageToDict`` cannot be: it
+  keeps 64-bit integers as integers and presence as presence (an unset proto3 ``optional``, an
+  empty repeated field and enum value 0 are left out, so the schema's default applies and a
+  missing required field is reported by pydantic exactly as for an instance file), and it
+  refuses, naming the field, an enum number this server does not know and a field it does not
+  know (``BatchRange.step``, say, which this version removed): neither is ever silently read as
+  a default. ``google.protobuf.Value`` (``search_space``) goes through ``MessageToDict``.
+
+Requests then go through :func:`solver.instance.instance_from_dict`, the CLI's own validation.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from typing import Any
 
+from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
+from google.protobuf.unknown_fields import UnknownFieldSet
+from pydantic import BaseModel
 
 from service._gen.moeplan.v1 import planner_pb2 as pb
+from solver import contract
 from solver.instance import InputError, instance_from_dict, plan_from_dict
 from solver.presets import MODEL_PRESETS, model_preset_names
 from solver.schema import HardwareSpec, Instance, ModelSpec, Plan, SolveResult
+
+#: The well-known types of the JSON data model, which json_format converts to and from Python's.
+_JSON_TYPES = frozenset({"google.protobuf.Struct", "google.protobuf.Value",
+                         "google.protobuf.ListValue"})
 
 # ----------------------------------------------------------------------------------------------
 # Enums: PRECISION_BF16 <-> "bf16", SOLVE_STATUS_OPTIMAL <-> "OPTIMAL"
@@ -47,11 +67,12 @@ def _enum_to_literal(enum: EnumDescriptor, number: int) -> str | None:
     return literal if enum.full_name in _UPPER_CASE_ENUMS else literal.lower()
 
 
-def _literal_to_enum(enum: EnumDescriptor, literal: str) -> int:
-    value = enum.values_by_name.get(_enum_prefix(enum) + str(literal).upper())
-    if value is None:
+def _literal_to_enum(enum: EnumDescriptor, literal: str) -> str:
+    """The enum value name of a schema literal (``"bf16"`` -> ``"PRECISION_BF16"``)."""
+    name = _enum_prefix(enum) + str(literal).upper()
+    if name not in enum.values_by_name:
         raise ValueError(f"{enum.name} has no value for {literal!r}")
-    return value.number
+    return name
 
 
 # ----------------------------------------------------------------------------------------------
@@ -59,45 +80,89 @@ def _literal_to_enum(enum: EnumDescriptor, literal: str) -> int:
 # ----------------------------------------------------------------------------------------------
 
 
-def _scalar_to_py(field: FieldDescriptor, value: Any, path: str) -> Any:
-    if field.type == FieldDescriptor.TYPE_ENUM:
-        if value and value not in field.enum_type.values_by_number:
-            # proto3 enums are open: a number this server does not know must not silently
-            # become "unset" (and the default precision, say).
-            names = ", ".join(v.name for v in field.enum_type.values if v.number)
-            raise InputError(f"{path}: unknown {field.enum_type.name} value {value} "
-                             f"(known: {names})", path)
-        return _enum_to_literal(field.enum_type, value)
-    if field.type == FieldDescriptor.TYPE_MESSAGE:
-        return message_to_dict(value, path)
+def _unknown_fields(msg: Message, path: str) -> None:
+    unknown = UnknownFieldSet(msg)
+    if len(unknown):
+        numbers = sorted({f.field_number for f in unknown})
+        where = path or {"Instance": "instance", "Plan": "plan"}.get(msg.DESCRIPTOR.name,
+                                                                      "request")
+        raise InputError(f"{where}: field number{'s' if len(numbers) > 1 else ''} "
+                         f"{', '.join(map(str, numbers))} of {msg.DESCRIPTOR.name} "
+                         "not known to this server (a field of a newer client, or one this "
+                         "version removed: see docs/service.md)", where)
+
+
+def _integral(value: Any) -> Any:
+    """A Struct's numbers are doubles: the integral ones back as integers."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
     return value
 
 
-def message_to_dict(msg: Message, path: str = "") -> Any:
-    """A message as the dict the schema reads, leaving out every field that is not set.
-    ``path`` is where the message sits in the request, for error messages."""
-    out: dict[str, Any] = {}
-    for field in msg.DESCRIPTOR.fields:
-        value = getattr(msg, field.name)
-        where = f"{path}.{field.name}" if path else field.name
-        if field.is_repeated:
-            if not value:
+class _Walk:
+    """One conversion of a message tree into dicts (see :func:`message_to_dict`)."""
+
+    def __init__(self, strict: bool, nulls: bool):
+        self.strict, self.nulls = strict, nulls
+
+    def scalar(self, field: FieldDescriptor, value: Any, path: str) -> Any:
+        if field.type == FieldDescriptor.TYPE_ENUM:
+            if self.strict and value and value not in field.enum_type.values_by_number:
+                # proto3 enums are open: a number this server does not know must not silently
+                # become "unset" (and the default precision, say).
+                names = ", ".join(v.name for v in field.enum_type.values if v.number)
+                raise InputError(f"{path}: unknown {field.enum_type.name} value {value} "
+                                 f"(known: {names})", path)
+            return _enum_to_literal(field.enum_type, value)
+        if field.type == FieldDescriptor.TYPE_MESSAGE:
+            if field.message_type.full_name in _JSON_TYPES:
+                return _integral(json_format.MessageToDict(value))
+            return self.message(value, path)
+        return value
+
+    def message(self, msg: Message, path: str = "") -> Any:
+        if self.strict:
+            _unknown_fields(msg, path)
+        out: dict[str, Any] = {}
+        for field in msg.DESCRIPTOR.fields:
+            value = getattr(msg, field.name)
+            where = f"{path}.{field.name}" if path else field.name
+            if field.is_repeated:
+                if not value and not self.nulls:
+                    continue
+                if field.message_type is not None and field.message_type.GetOptions().map_entry:
+                    value_field = field.message_type.fields_by_name["value"]
+                    out[field.name] = {k: self.scalar(value_field, v, f"{where}[{k}]")
+                                       for k, v in value.items()}
+                else:
+                    out[field.name] = [self.scalar(field, v, f"{where}[{i}]")
+                                       for i, v in enumerate(value)]
                 continue
-            if field.message_type is not None and field.message_type.GetOptions().map_entry:
-                value_field = field.message_type.fields_by_name["value"]
-                out[field.name] = {k: _scalar_to_py(value_field, v, f"{where}[{k}]")
-                                   for k, v in value.items()}
-            else:
-                out[field.name] = [_scalar_to_py(field, v, f"{where}[{i}]")
-                                   for i, v in enumerate(value)]
-            continue
-        if field.has_presence and not msg.HasField(field.name):
-            continue
-        converted = _scalar_to_py(field, value, where)
-        if converted is not None:
-            out[field.name] = converted
-    hook = _TO_DICT.get(msg.DESCRIPTOR.full_name)
-    return hook(out) if hook else out
+            if field.has_presence and not msg.HasField(field.name):
+                if self.nulls and field.containing_oneof is None:
+                    out[field.name] = None
+                continue
+            converted = self.scalar(field, value, where)
+            if converted is not None:
+                out[field.name] = converted
+        hook = _TO_DICT.get(msg.DESCRIPTOR.full_name)
+        return hook(out) if hook else out
+
+
+def message_to_dict(msg: Message, path: str = "", *, strict: bool = True,
+                    nulls: bool = False) -> Any:
+    """A message as the dict the schema reads, leaving out every field that is not set.
+
+    ``path`` is where the message sits in the request, for error messages. ``strict`` (requests):
+    unknown enum numbers and unknown fields are :class:`InputError`; off for replies, so a client
+    reads a newer server's answers. ``nulls`` (documents): an unset singular message or optional
+    scalar is ``None`` and an empty repeated field ``[]`` (or ``{}``) instead of absent, as the
+    contract's documents list them."""
+    return _Walk(strict, nulls).message(msg, path)
 
 
 def _instance_to_dict(d: dict[str, Any]) -> dict[str, Any]:
@@ -133,9 +198,16 @@ def _hardware_to_dict(d: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
+def _solve_result_to_dict(d: dict[str, Any]) -> dict[str, Any]:
+    if "search_space" in d:
+        d["search_space"] = {r.get("name", ""): r.get("value") for r in d["search_space"]}
+    return d
+
+
 #: Per-message rewrites applied after the generic walk (protobuf shape -> schema shape).
 _TO_DICT: dict[str, Callable[[dict[str, Any]], Any]] = {
     "moeplan.v1.Instance": _instance_to_dict,
+    "moeplan.v1.SolveResult": _solve_result_to_dict,
     "moeplan.v1.Workload": _workload_to_dict,
     "moeplan.v1.HardwareSpec": _hardware_to_dict,
     "moeplan.v1.ExpertCounts": lambda d: d.get("tokens", []),
@@ -171,9 +243,17 @@ def _hardware_from_dict(d: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
-#: Per-message rewrites applied before the generic fill (schema shape -> protobuf shape).
+def _solve_result_from_dict(d: dict[str, Any]) -> dict[str, Any]:
+    d = dict(d)
+    if isinstance(d.get("search_space"), dict):  # ordered: a list of (name, value)
+        d["search_space"] = [{"name": k, "value": v} for k, v in d["search_space"].items()]
+    return d
+
+
+#: Per-message rewrites applied before the generic reshaping (schema shape -> protobuf shape).
 _FROM_DICT: dict[str, Callable[[Any], dict[str, Any]]] = {
     "moeplan.v1.Instance": _instance_from_dict,
+    "moeplan.v1.SolveResult": _solve_result_from_dict,
     "moeplan.v1.Workload": _workload_from_dict,
     "moeplan.v1.HardwareSpec": _hardware_from_dict,
     "moeplan.v1.ExpertCounts": lambda row: {"tokens": list(row)},
@@ -181,44 +261,53 @@ _FROM_DICT: dict[str, Callable[[Any], dict[str, Any]]] = {
 }
 
 
-def _py_to_scalar(field: FieldDescriptor, value: Any) -> Any:
-    if field.type == FieldDescriptor.TYPE_ENUM:
-        return _literal_to_enum(field.enum_type, value)
+def _jsonable(value: Any) -> Any:
+    """Tuples as lists, non-finite floats as the strings the proto3 JSON mapping uses."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
     return value
 
 
-def fill_message(msg: Message, data: Any) -> Message:
-    """Set the fields of ``msg`` from a schema-shaped dict (``None`` values are left unset)."""
-    desc: Descriptor = msg.DESCRIPTOR
+def _value_json(field: FieldDescriptor, value: Any) -> Any:
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        return _literal_to_enum(field.enum_type, value)
+    if field.message_type is not None and field.message_type.full_name not in _JSON_TYPES:
+        return _message_json(field.message_type, value)
+    return _jsonable(value)
+
+
+def _message_json(desc: Descriptor, data: Any) -> Any:
+    """A schema-shaped dict in the shape of the proto3 JSON mapping of ``desc``: enum values by
+    name, oneofs and nested lists per the hooks. Unknown keys are kept (ParseDict names them)."""
     hook = _FROM_DICT.get(desc.full_name)
     if hook:
         data = hook(data)
+    out: dict[str, Any] = {}
     for key, value in data.items():
+        field = desc.fields_by_name.get(key)
         if value is None:
             continue
-        field = desc.fields_by_name.get(key)
         if field is None:
-            raise ValueError(f"{desc.name} has no field {key!r}")
-        target = getattr(msg, key) if field.is_repeated or field.message_type else None
-        if field.is_repeated:
-            if field.message_type is not None and field.message_type.GetOptions().map_entry:
-                value_field = field.message_type.fields_by_name["value"]
-                for k, v in value.items():
-                    if value_field.message_type is not None:
-                        fill_message(target[k], v)
-                    else:
-                        target[k] = _py_to_scalar(value_field, v)
-            elif field.message_type is not None:
-                for item in value:
-                    fill_message(target.add(), item)
-            else:
-                target.extend(_py_to_scalar(field, v) for v in value)
-        elif field.message_type is not None:
-            target.SetInParent()
-            fill_message(target, value)
+            out[key] = value
+            continue
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            value_field = field.message_type.fields_by_name["value"]
+            out[key] = {k: _value_json(value_field, v) for k, v in value.items()}
+        elif field.is_repeated:
+            out[key] = [_value_json(field, v) for v in value]
         else:
-            setattr(msg, key, _py_to_scalar(field, value))
-    return msg
+            out[key] = _value_json(field, value)
+    return out
+
+
+def fill_message(msg: Message, data: Any) -> Message:
+    """Set the fields of ``msg`` from a schema-shaped dict (``None`` values are left unset); a key
+    the message has no field for is an error (``json_format.ParseError``)."""
+    return json_format.ParseDict(_message_json(msg.DESCRIPTOR, data), msg)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -254,6 +343,12 @@ def plan_from_proto(msg: pb.Plan) -> Plan:
     return plan_from_dict(message_to_dict(msg))
 
 
+def check_request(msg: Message) -> None:
+    """Refuse unknown fields of the request message itself (its sub-messages are checked where
+    they are converted)."""
+    _unknown_fields(msg, "")
+
+
 def instance_to_proto(instance: Instance) -> pb.Instance:
     """An Instance as a message, with every field the user did not set left unset (so the
     server applies its defaults, e.g. its cap on ``search.time_limit_s``). Model and hardware
@@ -278,81 +373,40 @@ def solve_result_to_proto(result: SolveResult) -> pb.SolveResult:
 
 
 def solve_result_from_proto(msg: pb.SolveResult) -> SolveResult:
-    return SolveResult.model_validate(message_to_dict(msg))
+    return SolveResult.model_validate(message_to_dict(msg, strict=False))
 
 
 # ----------------------------------------------------------------------------------------------
-# Estimates: Evaluation.to_dict() (the CLI's --json layout) <-> Estimate
+# The contract's documents: EstimateOut <-> Estimate, VerifyOut <-> VerifyResponse
 # ----------------------------------------------------------------------------------------------
 
-_MEMORY_META = ("total", "stage")
-_TIME_SCALARS = {"decode_stage": "decode_stage", "tpot": "tpot_s", "microbatches": "microbatches",
-                 "prefill_per_cycle": "prefill_per_cycle_s", "cycle": "cycle_s"}
+
+def _document(doc: BaseModel | dict[str, Any]) -> dict[str, Any]:
+    """A document's dict without ``schema_version`` (nested documents' too): the package,
+    ``moeplan.v1``, versions the messages, and reading them back restores the version."""
+    data = contract.dump(doc) if isinstance(doc, BaseModel) else dict(doc)
+    data.pop("schema_version", None)
+    for key, value in data.items():
+        if isinstance(value, dict) and "schema_version" in value:
+            data[key] = _document(value)
+    return data
 
 
-def estimate_to_proto(doc: dict[str, Any]) -> pb.Estimate:
-    """``Evaluation.to_dict()`` as an ``Estimate`` message."""
-    memory, time = doc["memory"], doc["time"]
-    ttft, step = time["ttft"], time["decode_step_slowest_stage"]
-    msg = pb.Estimate(
-        gpus=doc["gpus"],
-        batch=doc["batch"],
-        memory=pb.MemoryBreakdown(
-            terms_gb={k: v for k, v in memory.items() if k not in _MEMORY_META},
-            total_gb=memory["total"], stage=memory["stage"]),
-        time=pb.TimeBreakdown(
-            ttft_terms_s={k: v for k, v in ttft.items() if k != "total"},
-            ttft_s=ttft["total"],
-            decode_step_terms_s={k: v for k, v in step.items() if k != "total"},
-            decode_step_s=step["total"],
-            **{name: time[key] for key, name in _TIME_SCALARS.items()}),
-        stages=[pb.StageEstimate(**stage) for stage in doc["stages"]],
-    )
-    fill_message(msg.degrees, doc["degrees"])
-    fill_message(msg.metrics, doc["metrics"])
-    return msg
+def estimate_to_proto(doc: contract.EstimateOut | dict[str, Any]) -> pb.Estimate:
+    """An estimate document (``moeplan estimate --json``) as an ``Estimate`` message."""
+    return fill_message(pb.Estimate(), _document(doc))
 
 
-def estimate_from_proto(msg: pb.Estimate) -> dict[str, Any]:
-    """An ``Estimate`` message back in the ``Evaluation.to_dict()`` layout."""
-    t = msg.time
-    return {
-        "gpus": msg.gpus,
-        "degrees": message_to_dict(msg.degrees),
-        "batch": msg.batch,
-        "metrics": message_to_dict(msg.metrics),
-        "memory": {**dict(msg.memory.terms_gb), "total": msg.memory.total_gb,
-                   "stage": msg.memory.stage},
-        "time": {
-            "ttft": {**dict(t.ttft_terms_s), "total": t.ttft_s},
-            "decode_step_slowest_stage": {**dict(t.decode_step_terms_s),
-                                          "total": t.decode_step_s},
-            **{key: getattr(t, name) for key, name in _TIME_SCALARS.items()},
-        },
-        "stages": [message_to_dict(s) for s in msg.stages],
-    }
+def estimate_from_proto(msg: pb.Estimate) -> contract.EstimateOut:
+    """An ``Estimate`` message as the estimate document ``moeplan estimate --json`` prints."""
+    return contract.EstimateOut.model_validate(message_to_dict(msg, strict=False, nulls=True))
 
 
-def report_to_proto(doc: dict[str, Any]) -> pb.VerifyResponse:
-    """``Report.to_dict()`` as a ``VerifyResponse``."""
-    msg = pb.VerifyResponse(
-        valid=doc["valid"],
-        violations=[pb.Violation(**v) for v in doc["violations"]],
-        notes=doc["notes"],
-        warnings=doc["warnings"],
-    )
-    if doc.get("estimate") is not None:
-        msg.estimate.CopyFrom(estimate_to_proto(doc["estimate"]))
-    return msg
+def verify_to_proto(doc: contract.VerifyOut | dict[str, Any]) -> pb.VerifyResponse:
+    """A verify document (``moeplan verify --json``) as a ``VerifyResponse``."""
+    return fill_message(pb.VerifyResponse(), _document(doc))
 
 
-def report_from_proto(msg: pb.VerifyResponse) -> dict[str, Any]:
-    """A ``VerifyResponse`` in the ``Report.to_dict()`` layout (``moeplan verify --json``)."""
-    return {
-        "valid": msg.valid,
-        "violations": [{"rule": v.rule, "field": v.field, "message": v.message}
-                       for v in msg.violations],
-        "notes": list(msg.notes),
-        "warnings": list(msg.warnings),
-        "estimate": estimate_from_proto(msg.estimate) if msg.HasField("estimate") else None,
-    }
+def verify_from_proto(msg: pb.VerifyResponse) -> contract.VerifyOut:
+    """A ``VerifyResponse`` as the verify document ``moeplan verify --json`` prints."""
+    return contract.VerifyOut.model_validate(message_to_dict(msg, strict=False, nulls=True))

@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from ortools import __version__ as ORTOOLS_VERSION
@@ -24,7 +25,8 @@ from service import convert
 from service._gen.moeplan.v1 import planner_pb2 as pb
 from service._gen.moeplan.v1 import planner_pb2_grpc as pb_grpc
 from service.errors import rpc_errors
-from service.workers import SolveJob, WorkerPool
+from service.workers import DeadlineTooShort, SolveJob, WorkerPool
+from solver import contract
 from solver.instance import InputError
 from solver.planner import TIE_BREAKS
 from solver.schema import MAX_TIME_LIMIT_S, Instance, Plan, SolveResult
@@ -35,7 +37,8 @@ log = logging.getLogger("moeplan.service")
 #: that the answer, its conversion and the trip back fit before the deadline.
 DEADLINE_MARGIN_SHARE = 0.10
 DEADLINE_MARGIN_MIN_S = 0.3
-#: Shortest time limit handed to the planner when a deadline leaves less.
+#: Shortest time limit handed to the planner: a deadline leaving less after the margin is
+#: DEADLINE_EXCEEDED at once.
 MIN_SOLVE_S = 0.05
 #: Without a deadline, a solve still running at ``OVERRUN_FACTOR`` × its time limit +
 #: ``OVERRUN_S`` is stopped and answered with its best plan (the planner's explanation and
@@ -59,13 +62,18 @@ def solve_budget(time_limit_s: float, remaining_s: float | None, now: float,
     """The planner's time limit and the hard deadline (``time.monotonic()``) of one solve.
 
     With a deadline ``remaining_s`` away, the solver gets what is left minus a margin (10%, at
-    least 0.3 s) and the answer is due half a margin before the deadline; without one, the
-    requested limit, with an overrun guard."""
+    least 0.3 s) and the answer is due half a margin before the deadline; when that leaves the
+    solver less than :data:`MIN_SOLVE_S`, no solve starts (:class:`DeadlineTooShort`, answered
+    DEADLINE_EXCEEDED). Without a deadline: the requested limit, with an overrun guard."""
     if remaining_s is None:
         return time_limit_s, now + OVERRUN_FACTOR * time_limit_s + OVERRUN_S
     margin = max(DEADLINE_MARGIN_SHARE * remaining_s, DEADLINE_MARGIN_MIN_S)
-    limit = min(time_limit_s, max(remaining_s - margin, MIN_SOLVE_S))
-    return limit, now + max(remaining_s - margin / 2, 0.0)
+    if remaining_s - margin < MIN_SOLVE_S:
+        raise DeadlineTooShort(
+            f"the deadline leaves {max(remaining_s, 0.0):.3f} s when a solver worker is free, "
+            f"less than the {margin:.2f} s kept to answer plus the shortest solve "
+            f"({MIN_SOLVE_S:g} s); give the call a longer deadline")
+    return min(time_limit_s, remaining_s - margin), now + remaining_s - margin / 2
 
 
 class PlannerServicer(pb_grpc.PlannerServicer):
@@ -80,6 +88,7 @@ class PlannerServicer(pb_grpc.PlannerServicer):
 
     def _solve_args(self, request: pb.SolveRequest) -> tuple[Instance, float, int | None]:
         """Validate the request: the instance, the time limit (capped) and the workers."""
+        convert.check_request(request)
         instance = convert.instance_from_proto(request.instance)
         cap = self.limits.max_time_limit_s
         requested, field = None, ""
@@ -104,8 +113,9 @@ class PlannerServicer(pb_grpc.PlannerServicer):
         return instance, time_limit, workers
 
     async def _solve(self, request: pb.SolveRequest, context: grpc.aio.ServicerContext,
-                     ) -> AsyncIterator[tuple[bool, SolveResult]]:
-        """Yield ``(final, result)``: each improving plan, then the final answer."""
+                     ) -> AsyncIterator[tuple[bool, SolveResult, pb.Estimate | None]]:
+        """Yield ``(final, result, estimate)``: each improving plan (without its estimate),
+        then the final answer with the estimate of its plan (None without one)."""
         start = time.monotonic()
         remaining = context.time_remaining()
         deadline = None if remaining is None else start + remaining
@@ -124,7 +134,7 @@ class PlannerServicer(pb_grpc.PlannerServicer):
             async for kind, result in events:
                 if kind == "improvement":
                     improvements += 1
-                    yield False, result
+                    yield False, result, None
                     continue
                 if kind == "timeout":
                     result = _out_of_time(result, time.monotonic() - started, improvements)
@@ -133,31 +143,37 @@ class PlannerServicer(pb_grpc.PlannerServicer):
                 log.info("solve %s: status %s, %s GPUs (bound %s), %.3f s solving, %.3f s "
                          "queued", instance.name, result.status, result.objective, result.bound,
                          time.monotonic() - started, started - start)
-                yield True, result
+                estimate = None  # not after a timeout: the deadline leaves no time for it
+                if result.plan is not None and kind == "done":
+                    estimate = await asyncio.to_thread(_plan_estimate, instance, result.plan)
+                yield True, result, estimate
                 return
 
     @rpc_errors
     async def Solve(self, request: pb.SolveRequest, context: grpc.aio.ServicerContext,
                     ) -> pb.SolveResponse:
         async with contextlib.aclosing(self._solve(request, context)) as results:
-            async for final, result in results:
+            async for final, result, estimate in results:
                 if final:
-                    return pb.SolveResponse(result=convert.solve_result_to_proto(result))
+                    return pb.SolveResponse(result=convert.solve_result_to_proto(result),
+                                            estimate=estimate)
         raise RuntimeError("the solve ended without a final result")
 
     @rpc_errors
     async def SolveStream(self, request: pb.SolveRequest, context: grpc.aio.ServicerContext,
                           ) -> AsyncIterator[pb.SolveStreamResponse]:
         async with contextlib.aclosing(self._solve(request, context)) as results:
-            async for final, result in results:
+            async for final, result, estimate in results:
                 yield pb.SolveStreamResponse(final=final,
-                                             result=convert.solve_result_to_proto(result))
+                                             result=convert.solve_result_to_proto(result),
+                                             estimate=estimate)
 
     # -- Verify / Estimate --
 
     @staticmethod
     def _instance_and_plan(request: pb.VerifyRequest | pb.EstimateRequest,
                            ) -> tuple[Instance, Plan]:
+        convert.check_request(request)
         instance = convert.instance_from_proto(request.instance)
         if request.HasField("plan"):
             return instance, convert.plan_from_proto(request.plan)
@@ -170,15 +186,16 @@ class PlannerServicer(pb_grpc.PlannerServicer):
         from solver.verify import verify
 
         instance, plan = cls._instance_and_plan(request)
-        return convert.report_to_proto(verify(instance, plan).to_dict())
+        report = verify(instance, plan)
+        estimate = None
+        if report.evaluation is not None:
+            estimate = estimate_document(instance, report.evaluation)
+        return convert.verify_to_proto(contract.verify_out(report, estimate))
 
     @classmethod
     def _estimate(cls, request: pb.EstimateRequest) -> pb.EstimateResponse:
-        from solver.estimate import evaluate
-
         instance, plan = cls._instance_and_plan(request)
-        return pb.EstimateResponse(
-            estimate=convert.estimate_to_proto(evaluate(instance, plan).to_dict()))
+        return pb.EstimateResponse(estimate=_plan_estimate(instance, plan))
 
     @rpc_errors
     async def Verify(self, request: pb.VerifyRequest, context: grpc.aio.ServicerContext,
@@ -195,9 +212,28 @@ class PlannerServicer(pb_grpc.PlannerServicer):
     @rpc_errors
     async def ListPresets(self, request: pb.ListPresetsRequest,
                           context: grpc.aio.ServicerContext) -> pb.ListPresetsResponse:
+        convert.check_request(request)
         if self._presets is None:
             self._presets = await asyncio.to_thread(presets_response)
         return self._presets
+
+
+def estimate_document(instance: Instance, evaluation: Any) -> contract.EstimateOut:
+    """The estimate document of an evaluated plan, as ``moeplan estimate --json`` builds it
+    (``moeplan.cli.estimate_document``; both belong in :mod:`solver.contract`)."""
+    from solver.calibration import load_calibration
+    from solver.loads import describe
+
+    cal = load_calibration(instance.hardware.name)
+    return contract.estimate_out(
+        evaluation, describe(instance.expert_load, instance.model),
+        cal.source if cal is not None else "roofline (no measured curves for this GPU)")
+
+
+def _plan_estimate(instance: Instance, plan: Plan) -> pb.Estimate:
+    from solver.estimate import evaluate
+
+    return convert.estimate_to_proto(estimate_document(instance, evaluate(instance, plan)))
 
 
 def presets_response() -> pb.ListPresetsResponse:

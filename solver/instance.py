@@ -72,10 +72,13 @@ def _is_tag(part: object) -> bool:
 def _wrong_branch(err: dict) -> bool:
     """A union branch that failed only because the input has another type: when a union fails,
     the branch matching the input's type says what is wrong (``batch.max`` too large, not
-    "batch should be an integer")."""
-    in_union = any(_is_tag(p) for p in err.get("loc", ()))
+    "batch should be an integer"). Such an error sits at the branch itself (its location ends
+    in the branch's tag); a type error further in (``batch: {max: true}``) is the input's."""
+    loc = err.get("loc", ())
+    in_union = any(_is_tag(p) for p in loc)
     kind = str(err.get("type", ""))
-    return in_union and (kind.endswith("_type") or kind.endswith("_parsing"))
+    return in_union and bool(loc) and _is_tag(loc[-1]) and (
+        kind.endswith("_type") or kind.endswith("_parsing"))
 
 
 def validation_error(exc: ValidationError, prefix: str = "") -> InputError:
@@ -523,10 +526,44 @@ def load_instance(path: str | Path) -> Instance:
     return instance_from_dict(read_document(p), p.parent)
 
 
+def _plan_document(data: dict[str, Any]) -> dict[str, Any]:
+    """The plan inside a document moeplan wrote: a plan file (``solve --out``, with
+    ``schema_version``) is a plan; a solve document (``solve --json``) holds one under ``plan``.
+    The version must be one this moeplan reads (same major version); a document without one is
+    read as a plan (hand-written files, plans of older versions)."""
+    from solver.contract import SCHEMA_VERSION
+
+    version = data.get("schema_version")
+    if version is not None:
+        if not isinstance(version, str) or version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+            raise InputError(f"plan.schema_version: {version!r} is not a version this moeplan "
+                             f"reads (it writes {SCHEMA_VERSION}); re-create the document with "
+                             "this moeplan", "plan.schema_version")
+        data = {k: v for k, v in data.items() if k != "schema_version"}
+    if "degrees" not in data and ("status" in data or "plan" in data):  # solve --json
+        plan = data.get("plan")
+        if plan is None:
+            raise InputError(f"plan: the solve document holds no plan (status "
+                             f"{data.get('status', 'unknown')})", "plan")
+        return _plan_document(plan) if isinstance(plan, dict) else plan
+    if "degrees" in data and ("memory" in data or "metrics" in data):  # estimate --json
+        raise InputError("plan: this is an estimate document, not a plan; pass a plan file "
+                         "(solve --out) or the output of solve --json", "plan")
+    if "valid" in data and "violations" in data:  # verify --json
+        raise InputError("plan: this is a verify document, not a plan; pass a plan file "
+                         "(solve --out) or the output of solve --json", "plan")
+    return data
+
+
 def plan_from_dict(data: Any) -> Plan:
+    """Validate a plan: a plan mapping, a plan file (``solve --out``) or a solve document
+    (``solve --json``, whose ``plan`` is taken)."""
     if not isinstance(data, dict):
         raise InputError(f"plan: expected a mapping, got {type(data).__name__}")
     check_document(data)
+    data = _plan_document(data)
+    if not isinstance(data, dict):
+        raise InputError(f"plan: expected a mapping, got {type(data).__name__}")
     try:
         plan = Plan.model_validate(data)
     except ValidationError as exc:
@@ -550,10 +587,7 @@ def parse_plan_arg(text: str, default_batch: int | None) -> Plan:
     errors."""
     p = Path(text)
     if "=" not in text and (p.exists() or p.suffix.lower() in {".json", ".yaml", ".yml"}):
-        data = read_document(p)
-        if isinstance(data, dict) and "degrees" not in data and "plan" in data:
-            data = data["plan"]
-        return plan_from_dict(data)
+        return plan_from_dict(read_document(p))
     degrees: dict[str, int] = {}
     batch = default_batch
     given: dict[str, str] = {}  # key -> the pair as written

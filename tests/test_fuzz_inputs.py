@@ -41,7 +41,7 @@ from moeplan.cli import app
 from solver import schema as S
 from solver.instance import InputError, instance_from_dict, parse_plan_arg
 from solver.schema import Instance, Plan
-from solver.verify import verify
+from solver.verify import Report, verify
 
 pytestmark = pytest.mark.integration
 
@@ -88,6 +88,7 @@ SMALL_MODEL = {
     "dense_ffn_width": 1024, "num_experts": 8, "top_k": 2, "expert_ffn_width": 256,
     "num_shared_experts": 1, "vocab_size": 4096, "tie_embeddings": True,
     "weight_precision": "bf16", "kv_precision": "fp8", "max_position_embeddings": 32768,
+    "weight_block_size": 128,
 }
 MLA_MODEL = {
     "name": "fuzz-mla", "num_layers": 3, "hidden_size": 1024,
@@ -110,13 +111,18 @@ BASES: list[dict[str, Any]] = [
                       "claimed_total_gpus": 4, "claimed_metrics": {"ttft_s": 0.5}}},
     {"name": "explicit", "model": SMALL_MODEL, "hardware": EXPLICIT_HARDWARE,
      "workload": {"input_len": 512, "max_input_len": 2048, "output_len": 128,
-                  "batch": {"min": 2, "max": 16, "step": 2},
+                  "batch": {"min": 2, "max": 16},
                   "targets": {"max_ttft_s": 2.0, "max_tpot_s": 0.05, "max_gpus": 64,
                               "min_output_tokens_per_s": 1000.0,
                               "min_output_tokens_per_s_per_gpu": 10.0}},
      "search": {"fix": {"tp": 2}, "forbid": {"cp": [2]}, "max_pp": 4, "max_cp": 2, "max_dp": 4,
-                "redundant_experts": 0, "time_limit_s": 5, "workers": 1, "random_seed": 7},
+                "redundant_experts": 0, "time_limit_s": 5, "workers": 1, "random_seed": 7,
+                "ep_cross_node": False},
+     "engine": {"name": "sglang", "gpu_memory_utilization": 0.85, "max_num_batched_tokens": 4096,
+                "step_overhead_us": 20.0, "ep_dispatch_precision": "fp8",
+                "overlap": "two_batch"},
      "claimed_plan": {"degrees": {"tp": 2, "pp": 2, "ep": 2, "etp": 1, "edp": 1}, "batch": 8,
+                      "redundant_experts": 0,
                       "stages": [{"first_layer": 0, "last_layer": 1},
                                  {"first_layer": 2, "last_layer": 3}],
                       "placement": [{"layer": i, "ranks": [[0, 1, 2, 3], [4, 5, 6, 7]]}
@@ -124,12 +130,13 @@ BASES: list[dict[str, Any]] = [
     {"name": "measured", "model": SMALL_MODEL, "hardware": {"preset": "a100-sxm-80gb",
                                                             "gpus_per_node": 4},
      "workload": {"input_len": 256, "output_len": 64, "batch": 4},
+     "engine": {"name": "trtllm"},
      "expert_load": {"kind": "measured",
                      "counts": [[5, 1, 0, 9, 3, 3, 2, 7], [1, 1, 1, 1, 1, 1, 1, 1],
                                 [0, 0, 0, 10, 0, 0, 0, 1]]},
      "claimed_plan": {"degrees": {"ep": 2, "tp": 2, "etp": 1, "edp": 1}, "batch": 4}},
     {"name": "mla", "model": MLA_MODEL, "hardware": "h200-sxm",
-     "workload": {"input_len": 4096, "output_len": 512, "batch": 32},
+     "workload": {"input_len": 4096, "output_len": 512},  # any batch (the default)
      "expert_load": {"kind": "power_law", "alpha": 1.2, "seed": 3},
      "search": {"redundant_experts": 16, "ep_cross_node": True}},
     {"name": "overrides", "model": {"hf_config": "mixtral-8x7b", "weight_precision": "fp8"},
@@ -155,12 +162,14 @@ SPECIAL_VALUES: list[Any] = [
     "../../config.json", "." * 300, "a" * 300, "~", "\\\\server\\share", [], {}, [0], [1, 2, 3],
     [-1], [[1], [2]], [math.nan], {"a": 1}, {"": None}, {"kind": "mla"}, {"min": 1}, [[], {}],
     {"hf_config": "qwen3-30b-a3b"}, {"preset": "h100-sxm"}, {"min": 5, "max": 1}, "bf16",
-    "fp3", "gqa", "mla", "power_law", "measured",
+    "fp3", "gqa", "mla", "power_law", "measured", "two_batch", "sglang", "trtllm",
+    {"min": 1, "max": 2, "step": 1},
 ]
 KEY_NAMES = ["model", "hardware", "workload", "search", "expert_load", "claimed_plan", "name",
              "degrees", "batch", "tp", "ep", "pp", "sp", "replicas", "targets", "counts", "alpha",
              "preset", "hf_config", "attention", "kind", "", "__proto__", "0", "é", "😀",
-             "extra", "Model", "num_layers ", " num_layers"]
+             "extra", "Model", "num_layers ", " num_layers", "engine", "step", "overlap",
+             "weight_block_size", "redundant_experts", "max_num_batched_tokens"]
 
 
 def random_text(rng: random.Random, max_len: int = 40) -> str:
@@ -298,10 +307,24 @@ def m_search(doc: dict, rng: random.Random) -> None:
     doc["search"] = {
         "fix": {rng.choice(["tp", "pp", "ep", "replicas", "sp"]): rng.choice([1, 3, 65536, 0])},
         "forbid": {rng.choice(["cp", "replicas", "etp"]): rng.choice([[1], [2, 3], [], [0]])},
-        "max_pp": rng.choice([1, 512, 513, 0]), "max_cp": rng.choice([1, 1024, 1025]),
-        "max_dp": rng.choice([1, 65536, 65537]), "redundant_experts": rng.choice([0, 3, 1025]),
+        "max_pp": rng.choice([1, 512, 513, 0, None]), "max_cp": rng.choice([1, 1024, 1025, None]),
+        "max_dp": rng.choice([1, 65536, 65537, None]),
+        "redundant_experts": rng.choice([0, 3, 1025, True]),
+        "ep_cross_node": rng.choice([True, False, 1, "yes"]),
         "time_limit_s": rng.choice([0.001, 3600, 3600.5, 0, math.inf]),
         "workers": rng.choice([1, 256, 257, 0]), "random_seed": rng.choice([0, 2**31, -1]),
+    }
+
+
+def m_engine(doc: dict, rng: random.Random) -> None:
+    """Engine settings at and past their limits, and names no engine has."""
+    doc["engine"] = {
+        "name": rng.choice(["vllm", "sglang", "trtllm", "VLLM", "tgi", ""]),
+        "gpu_memory_utilization": rng.choice([1.0, 1e-9, 0, 1.01, -0.5, math.nan]),
+        "max_num_batched_tokens": rng.choice([1, 2, S.MAX_SEQ_LEN, S.MAX_SEQ_LEN + 1, 0, True]),
+        "step_overhead_us": rng.choice([0.0, S.MAX_LATENCY_US, S.MAX_LATENCY_US * 2, -1.0]),
+        "ep_dispatch_precision": rng.choice(["fp8", "bf16", "fp4", None]),
+        "overlap": rng.choice(["none", "two_batch", "three_batch"]),
     }
 
 
@@ -316,7 +339,7 @@ def m_swap_container(doc: dict, rng: random.Random) -> None:
 
 
 MUTATIONS = [m_set_leaf, m_nudge, m_nudge, m_delete, m_unknown_field, m_degrees, m_targets,
-             m_search, m_swap_container]
+             m_search, m_engine, m_swap_container]
 
 
 def mutated_document(rng: random.Random) -> Any:
@@ -392,9 +415,9 @@ def alias_bomb(rng: random.Random) -> bytes:
 # ----------------------------------------------------------------------------------------------
 
 
-def check_library(doc: Any) -> Instance | None:
-    """An Instance or an InputError (one line), never another exception; a valid instance can be
-    verified."""
+def check_library_report(doc: Any) -> tuple[Instance, Report] | None:
+    """An Instance or an InputError (one line), never another exception; a valid instance is
+    verified (its claimed plan, or a one-GPU plan): the instance and the report."""
     try:
         instance = instance_from_dict(doc)
     except InputError as exc:
@@ -403,10 +426,15 @@ def check_library(doc: Any) -> Instance | None:
         assert "Traceback" not in message
         event("InputError")
         return None
-    plan = instance.claimed_plan or Plan(degrees={}, batch=instance.workload.batch_choices[0])
+    plan = instance.claimed_plan or Plan(degrees={}, batch=instance.workload.batch_bounds[0])
     report = verify(instance, plan)  # the cost model survives every value validation accepts
     event(f"valid instance, plan {'valid' if report.valid else 'invalid'}")
-    return instance
+    return instance, report
+
+
+def check_library(doc: Any) -> Instance | None:
+    checked = check_library_report(doc)
+    return None if checked is None else checked[0]
 
 
 def check_cli(result: Any, *, valid_possible: bool = True) -> None:
@@ -517,6 +545,8 @@ def valid_extremes(draw: st.DrawFn) -> dict[str, Any]:
         "kv_precision": draw(st.sampled_from(["fp32", "fp4"])),
     }
     if draw(st.booleans()):
+        model["weight_block_size"] = draw(edge_int(1, 4096))
+    if draw(st.booleans()):
         model["attention"].update(sliding_window=draw(edge_int(1, S.MAX_SEQ_LEN)),
                                   sliding_layers=[layers - 1])
     hbm = draw(edge_float(1e-6, S.MAX_HBM_GB))
@@ -538,9 +568,30 @@ def valid_extremes(draw: st.DrawFn) -> dict[str, Any]:
     input_len = draw(edge_int(1, S.MAX_SEQ_LEN))
     workload = {
         "input_len": input_len, "max_input_len": draw(edge_int(input_len, S.MAX_SEQ_LEN)),
-        "output_len": draw(edge_int(1, S.MAX_SEQ_LEN)), "batch": draw(edge_int(1, S.MAX_BATCH)),
+        "output_len": draw(edge_int(1, S.MAX_SEQ_LEN)),
     }
-    doc: dict[str, Any] = {"model": model, "hardware": hardware, "workload": workload}
+    batch = draw(st.sampled_from(["fixed", "range", "default"]))
+    if batch == "fixed":
+        workload["batch"] = draw(edge_int(1, S.MAX_BATCH))
+    elif batch == "range":
+        low = draw(edge_int(1, S.MAX_BATCH))
+        workload["batch"] = {"min": low, "max": draw(edge_int(low, S.MAX_BATCH))}
+    engine = {
+        "name": draw(st.sampled_from(["vllm", "sglang", "trtllm"])),
+        "gpu_memory_utilization": draw(edge_float(1e-9, 1.0)),
+        # At least max_input / IDLE_CHUNKS: the idle TTFT is costed chunk by chunk, layer by
+        # layer (solver/costmodel.py idle_prefill_terms), ~0.55 us per chunk and layer, so a
+        # budget of 1 token with a 4M-token prompt takes ~2.3 s per layer, ~20 min for 512
+        # layers (reported; test_valid_extreme_token_budget covers it on one layer).
+        "max_num_batched_tokens": draw(edge_int(-(-workload["max_input_len"] // IDLE_CHUNKS),
+                                                S.MAX_SEQ_LEN)),
+        "step_overhead_us": draw(edge_float(0.0, S.MAX_LATENCY_US)),
+        "ep_dispatch_precision": draw(st.sampled_from(["fp8", "bf16"])),
+        "overlap": draw(st.sampled_from(["none", "two_batch"])),
+    }
+    doc: dict[str, Any] = {"model": model, "hardware": hardware, "workload": workload,
+                           "engine": {k: v for k, v in engine.items()
+                                      if k == "name" or draw(st.booleans())}}
     # (sorted: a set's order depends on the string hash seed, and CI must draw the same cases)
     names = sorted(draw(st.sets(st.sampled_from(["tp", "pp", "dp", "cp", "etp", "edp"]),
                                 max_size=3)))
@@ -548,6 +599,13 @@ def valid_extremes(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):  # ep up to 1,024: 65,536-way EP is slow to verify (known issue 7)
         degrees["ep"] = draw(st.sampled_from([1, 2, 8, 1024]))
     doc["claimed_plan"] = {"degrees": degrees, "batch": draw(edge_int(1, S.MAX_BATCH))}
+    if draw(st.booleans()):
+        doc["claimed_plan"]["redundant_experts"] = draw(edge_int(0, S.MAX_EXPERTS))
+    if draw(st.booleans()):
+        doc["search"] = {"max_pp": draw(edge_int(1, S.MAX_LAYERS)),
+                         "max_cp": draw(edge_int(1, 1024)), "max_dp": draw(edge_int(1, S.MAX_GPUS)),
+                         "ep_cross_node": draw(st.booleans()),
+                         "redundant_experts": draw(edge_int(0, S.MAX_EXPERTS))}
     load = draw(st.sampled_from(["uniform", "power_law", "measured"]))
     if load == "power_law":
         doc["expert_load"] = {"kind": "power_law", "alpha": draw(edge_float(1e-9, 10.0)),
@@ -559,18 +617,37 @@ def valid_extremes(draw: st.DrawFn) -> dict[str, Any]:
     return doc
 
 
+#: Most prefill chunks of one prompt in the valid extremes (see valid_extremes): as many as
+#: the engines' default budget (8,192 tokens) cuts the longest prompt into.
+IDLE_CHUNKS = S.MAX_SEQ_LEN // 8192
+
+
 @fuzz_settings("library_valid_extremes")
 @given(doc=valid_extremes())
 def test_library_valid_extremes(doc: dict[str, Any]) -> None:
     """Nearly all of these validate (a claimed plan past 65,536 GPUs does not) and are then
     evaluated: no overflow into inf/NaN, no division by zero, no exception."""
-    instance = check_library(doc)
-    if instance is not None:
-        plan = instance.claimed_plan
-        assert plan is not None
-        metrics = verify(instance, plan).evaluation.metrics  # type: ignore[union-attr]
+    checked = check_library_report(doc)  # verifies the claimed plan
+    if checked is not None:
+        metrics = checked[1].evaluation.metrics  # type: ignore[union-attr]
         for name, value in metrics.model_dump().items():
             assert not math.isnan(value), name
+
+
+def test_valid_extreme_token_budget() -> None:
+    """The smallest token budget (1 token per step) with the longest prompt (4,194,304 tokens,
+    so as many prefill chunks) and the largest batch, on one layer: evaluated without NaN.
+    (On 512 layers this takes ~20 min today: see valid_extremes.)"""
+    doc = {"model": {**SMALL_MODEL, "num_layers": 1, "dense_layers": [],
+                     "max_position_embeddings": S.MAX_POSITION_EMBEDDINGS},
+           "hardware": "h100-sxm",
+           "workload": {"input_len": 1, "max_input_len": S.MAX_SEQ_LEN,
+                        "output_len": S.MAX_SEQ_LEN},
+           "engine": {"max_num_batched_tokens": 1},
+           "claimed_plan": {"degrees": {}, "batch": S.MAX_BATCH}}
+    metrics = verify(instance_from_dict(doc)).evaluation.metrics  # type: ignore[union-attr]
+    for name, value in metrics.model_dump().items():
+        assert not math.isnan(value), name
 
 
 # ----------------------------------------------------------------------------------------------

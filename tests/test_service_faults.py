@@ -44,16 +44,16 @@ from solver.instance import instance_from_dict, load_instance
 pytestmark = pytest.mark.e2e
 
 SEED = load_instance(SEED_PATH)
+#: Solved in ~45 s on 2 CPUs: always cut short here (a first plan comes within milliseconds).
 LONG = instance_from_dict({
     "name": "long",
-    "model": {"name": "moe-48l", "num_layers": 48, "hidden_size": 1024,
+    "model": {"name": "moe-64l", "num_layers": 64, "hidden_size": 1024,
               "attention": {"kind": "gqa", "num_heads": 16, "num_kv_heads": 16, "head_dim": 64},
               "num_experts": 64, "top_k": 2, "expert_ffn_width": 2048, "gated_ffn": False,
               "vocab_size": 32000, "weight_precision": "fp8"},
     "hardware": "seed-card",
-    "workload": {"input_len": 1024, "output_len": 512,
-                 "batch": {"min": 8, "max": 256, "step": 8},
-                 "targets": {"min_output_tokens_per_s": 2_000_000}},
+    "workload": {"input_len": 1024, "output_len": 512, "batch": {"min": 1, "max": 2048},
+                 "targets": {"min_output_tokens_per_s": 8_000_000}},
     "search": {"time_limit_s": 100},
 })
 

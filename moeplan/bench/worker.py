@@ -43,6 +43,7 @@ def run_instance(path: str, options: BenchOptions) -> dict[str, Any]:
 
 
 def _run_instance(path: str, sha: str, options: BenchOptions) -> dict[str, Any]:
+    from solver import contract
     from solver.planner import solve  # OR-Tools: imported by the worker, when it solves
 
     try:
@@ -67,11 +68,9 @@ def _run_instance(path: str, sha: str, options: BenchOptions) -> dict[str, Any]:
     )
     if result.plan is not None:
         plan = result.plan
-        rec["plan"] = {
-            "degrees": plan.degrees.model_dump(mode="json"),
-            "batch": plan.batch,
-            "stages": [[s.first_layer, s.last_layer] for s in plan.stages or ()],
-        }
+        # The plan document `solve --out` writes (solver.contract.PlanFile): one representation
+        # of stages and placements everywhere.
+        rec["plan"] = contract.dump(contract.plan_file(plan))
         rec["placement"] = placement_summary(result.experts, plan.degrees.ep)
     if options.reference:
         rec["reference"] = _reference(instance, options)

@@ -1,3 +1,4 @@
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -32,6 +33,19 @@ class ExpertLoadKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EXPERT_LOAD_KIND_POWER_LAW: _ClassVar[ExpertLoadKind]
     EXPERT_LOAD_KIND_MEASURED: _ClassVar[ExpertLoadKind]
 
+class EngineName(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ENGINE_NAME_UNSPECIFIED: _ClassVar[EngineName]
+    ENGINE_NAME_VLLM: _ClassVar[EngineName]
+    ENGINE_NAME_SGLANG: _ClassVar[EngineName]
+    ENGINE_NAME_TRTLLM: _ClassVar[EngineName]
+
+class EngineOverlap(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ENGINE_OVERLAP_UNSPECIFIED: _ClassVar[EngineOverlap]
+    ENGINE_OVERLAP_NONE: _ClassVar[EngineOverlap]
+    ENGINE_OVERLAP_TWO_BATCH: _ClassVar[EngineOverlap]
+
 class SolveStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     SOLVE_STATUS_UNSPECIFIED: _ClassVar[SolveStatus]
@@ -55,6 +69,13 @@ EXPERT_LOAD_KIND_UNSPECIFIED: ExpertLoadKind
 EXPERT_LOAD_KIND_UNIFORM: ExpertLoadKind
 EXPERT_LOAD_KIND_POWER_LAW: ExpertLoadKind
 EXPERT_LOAD_KIND_MEASURED: ExpertLoadKind
+ENGINE_NAME_UNSPECIFIED: EngineName
+ENGINE_NAME_VLLM: EngineName
+ENGINE_NAME_SGLANG: EngineName
+ENGINE_NAME_TRTLLM: EngineName
+ENGINE_OVERLAP_UNSPECIFIED: EngineOverlap
+ENGINE_OVERLAP_NONE: EngineOverlap
+ENGINE_OVERLAP_TWO_BATCH: EngineOverlap
 SOLVE_STATUS_UNSPECIFIED: SolveStatus
 SOLVE_STATUS_OPTIMAL: SolveStatus
 SOLVE_STATUS_FEASIBLE: SolveStatus
@@ -72,18 +93,22 @@ class SolveRequest(_message.Message):
     def __init__(self, instance: _Optional[_Union[Instance, _Mapping]] = ..., time_limit_s: _Optional[float] = ..., workers: _Optional[int] = ...) -> None: ...
 
 class SolveResponse(_message.Message):
-    __slots__ = ("result",)
+    __slots__ = ("result", "estimate")
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATE_FIELD_NUMBER: _ClassVar[int]
     result: SolveResult
-    def __init__(self, result: _Optional[_Union[SolveResult, _Mapping]] = ...) -> None: ...
+    estimate: Estimate
+    def __init__(self, result: _Optional[_Union[SolveResult, _Mapping]] = ..., estimate: _Optional[_Union[Estimate, _Mapping]] = ...) -> None: ...
 
 class SolveStreamResponse(_message.Message):
-    __slots__ = ("final", "result")
+    __slots__ = ("final", "result", "estimate")
     FINAL_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATE_FIELD_NUMBER: _ClassVar[int]
     final: bool
     result: SolveResult
-    def __init__(self, final: _Optional[bool] = ..., result: _Optional[_Union[SolveResult, _Mapping]] = ...) -> None: ...
+    estimate: Estimate
+    def __init__(self, final: _Optional[bool] = ..., result: _Optional[_Union[SolveResult, _Mapping]] = ..., estimate: _Optional[_Union[Estimate, _Mapping]] = ...) -> None: ...
 
 class VerifyRequest(_message.Message):
     __slots__ = ("instance", "plan")
@@ -156,7 +181,7 @@ class HardwarePreset(_message.Message):
     def __init__(self, name: _Optional[str] = ..., spec: _Optional[_Union[HardwareSpec, _Mapping]] = ...) -> None: ...
 
 class Instance(_message.Message):
-    __slots__ = ("name", "description", "model_preset", "model_spec", "hardware_preset", "hardware_spec", "workload", "expert_load", "search", "claimed_plan")
+    __slots__ = ("name", "description", "model_preset", "model_spec", "hardware_preset", "hardware_spec", "workload", "expert_load", "search", "claimed_plan", "engine")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     MODEL_PRESET_FIELD_NUMBER: _ClassVar[int]
@@ -167,6 +192,7 @@ class Instance(_message.Message):
     EXPERT_LOAD_FIELD_NUMBER: _ClassVar[int]
     SEARCH_FIELD_NUMBER: _ClassVar[int]
     CLAIMED_PLAN_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     model_preset: str
@@ -177,7 +203,8 @@ class Instance(_message.Message):
     expert_load: ExpertLoad
     search: SearchOptions
     claimed_plan: Plan
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., model_preset: _Optional[str] = ..., model_spec: _Optional[_Union[ModelSpec, _Mapping]] = ..., hardware_preset: _Optional[str] = ..., hardware_spec: _Optional[_Union[HardwareSpec, _Mapping]] = ..., workload: _Optional[_Union[Workload, _Mapping]] = ..., expert_load: _Optional[_Union[ExpertLoad, _Mapping]] = ..., search: _Optional[_Union[SearchOptions, _Mapping]] = ..., claimed_plan: _Optional[_Union[Plan, _Mapping]] = ...) -> None: ...
+    engine: EngineSpec
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., model_preset: _Optional[str] = ..., model_spec: _Optional[_Union[ModelSpec, _Mapping]] = ..., hardware_preset: _Optional[str] = ..., hardware_spec: _Optional[_Union[HardwareSpec, _Mapping]] = ..., workload: _Optional[_Union[Workload, _Mapping]] = ..., expert_load: _Optional[_Union[ExpertLoad, _Mapping]] = ..., search: _Optional[_Union[SearchOptions, _Mapping]] = ..., claimed_plan: _Optional[_Union[Plan, _Mapping]] = ..., engine: _Optional[_Union[EngineSpec, _Mapping]] = ...) -> None: ...
 
 class AttentionSpec(_message.Message):
     __slots__ = ("kind", "num_heads", "num_kv_heads", "head_dim", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "bias", "qk_norm", "sinks", "sliding_window", "sliding_layers")
@@ -212,7 +239,7 @@ class AttentionSpec(_message.Message):
     def __init__(self, kind: _Optional[_Union[AttentionKind, str]] = ..., num_heads: _Optional[int] = ..., num_kv_heads: _Optional[int] = ..., head_dim: _Optional[int] = ..., q_lora_rank: _Optional[int] = ..., kv_lora_rank: _Optional[int] = ..., qk_nope_head_dim: _Optional[int] = ..., qk_rope_head_dim: _Optional[int] = ..., v_head_dim: _Optional[int] = ..., bias: _Optional[bool] = ..., qk_norm: _Optional[bool] = ..., sinks: _Optional[bool] = ..., sliding_window: _Optional[int] = ..., sliding_layers: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ModelSpec(_message.Message):
-    __slots__ = ("name", "num_layers", "dense_layers", "hidden_size", "attention", "dense_ffn_width", "num_experts", "top_k", "expert_ffn_width", "num_shared_experts", "shared_expert_width", "gated_ffn", "ffn_bias", "router_bias", "vocab_size", "tie_embeddings", "weight_precision", "expert_precision", "kv_precision", "activation_precision", "declared_total_params", "max_position_embeddings")
+    __slots__ = ("name", "num_layers", "dense_layers", "hidden_size", "attention", "dense_ffn_width", "num_experts", "top_k", "expert_ffn_width", "num_shared_experts", "shared_expert_width", "gated_ffn", "ffn_bias", "router_bias", "vocab_size", "tie_embeddings", "weight_precision", "expert_precision", "kv_precision", "activation_precision", "declared_total_params", "max_position_embeddings", "weight_block_size")
     NAME_FIELD_NUMBER: _ClassVar[int]
     NUM_LAYERS_FIELD_NUMBER: _ClassVar[int]
     DENSE_LAYERS_FIELD_NUMBER: _ClassVar[int]
@@ -235,6 +262,7 @@ class ModelSpec(_message.Message):
     ACTIVATION_PRECISION_FIELD_NUMBER: _ClassVar[int]
     DECLARED_TOTAL_PARAMS_FIELD_NUMBER: _ClassVar[int]
     MAX_POSITION_EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_BLOCK_SIZE_FIELD_NUMBER: _ClassVar[int]
     name: str
     num_layers: int
     dense_layers: _containers.RepeatedScalarFieldContainer[int]
@@ -257,7 +285,8 @@ class ModelSpec(_message.Message):
     activation_precision: Precision
     declared_total_params: int
     max_position_embeddings: int
-    def __init__(self, name: _Optional[str] = ..., num_layers: _Optional[int] = ..., dense_layers: _Optional[_Iterable[int]] = ..., hidden_size: _Optional[int] = ..., attention: _Optional[_Union[AttentionSpec, _Mapping]] = ..., dense_ffn_width: _Optional[int] = ..., num_experts: _Optional[int] = ..., top_k: _Optional[int] = ..., expert_ffn_width: _Optional[int] = ..., num_shared_experts: _Optional[int] = ..., shared_expert_width: _Optional[int] = ..., gated_ffn: _Optional[bool] = ..., ffn_bias: _Optional[bool] = ..., router_bias: _Optional[bool] = ..., vocab_size: _Optional[int] = ..., tie_embeddings: _Optional[bool] = ..., weight_precision: _Optional[_Union[Precision, str]] = ..., expert_precision: _Optional[_Union[Precision, str]] = ..., kv_precision: _Optional[_Union[Precision, str]] = ..., activation_precision: _Optional[_Union[Precision, str]] = ..., declared_total_params: _Optional[int] = ..., max_position_embeddings: _Optional[int] = ...) -> None: ...
+    weight_block_size: int
+    def __init__(self, name: _Optional[str] = ..., num_layers: _Optional[int] = ..., dense_layers: _Optional[_Iterable[int]] = ..., hidden_size: _Optional[int] = ..., attention: _Optional[_Union[AttentionSpec, _Mapping]] = ..., dense_ffn_width: _Optional[int] = ..., num_experts: _Optional[int] = ..., top_k: _Optional[int] = ..., expert_ffn_width: _Optional[int] = ..., num_shared_experts: _Optional[int] = ..., shared_expert_width: _Optional[int] = ..., gated_ffn: _Optional[bool] = ..., ffn_bias: _Optional[bool] = ..., router_bias: _Optional[bool] = ..., vocab_size: _Optional[int] = ..., tie_embeddings: _Optional[bool] = ..., weight_precision: _Optional[_Union[Precision, str]] = ..., expert_precision: _Optional[_Union[Precision, str]] = ..., kv_precision: _Optional[_Union[Precision, str]] = ..., activation_precision: _Optional[_Union[Precision, str]] = ..., declared_total_params: _Optional[int] = ..., max_position_embeddings: _Optional[int] = ..., weight_block_size: _Optional[int] = ...) -> None: ...
 
 class PeakTflops(_message.Message):
     __slots__ = ("precision", "tflops")
@@ -300,14 +329,12 @@ class HardwareSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., peak_tflops: _Optional[_Iterable[_Union[PeakTflops, _Mapping]]] = ..., mfu: _Optional[float] = ..., hbm_gb: _Optional[float] = ..., hbm_tb_s: _Optional[float] = ..., hbm_efficiency: _Optional[float] = ..., gpus_per_node: _Optional[int] = ..., intra_node_gb_s: _Optional[float] = ..., inter_node_gb_s: _Optional[float] = ..., intra_node_latency_us: _Optional[float] = ..., inter_node_latency_us: _Optional[float] = ..., comm_efficiency: _Optional[float] = ..., reserved_gb: _Optional[float] = ..., notes: _Optional[str] = ...) -> None: ...
 
 class BatchRange(_message.Message):
-    __slots__ = ("min", "max", "step")
+    __slots__ = ("min", "max")
     MIN_FIELD_NUMBER: _ClassVar[int]
     MAX_FIELD_NUMBER: _ClassVar[int]
-    STEP_FIELD_NUMBER: _ClassVar[int]
     min: int
     max: int
-    step: int
-    def __init__(self, min: _Optional[int] = ..., max: _Optional[int] = ..., step: _Optional[int] = ...) -> None: ...
+    def __init__(self, min: _Optional[int] = ..., max: _Optional[int] = ...) -> None: ...
 
 class Targets(_message.Message):
     __slots__ = ("max_ttft_s", "max_tpot_s", "min_output_tokens_per_s_per_gpu", "min_output_tokens_per_s", "max_gpus")
@@ -423,6 +450,22 @@ class SearchOptions(_message.Message):
     random_seed: int
     def __init__(self, fix: _Optional[_Union[DegreeValues, _Mapping]] = ..., forbid: _Optional[_Union[ForbiddenDegrees, _Mapping]] = ..., max_pp: _Optional[int] = ..., max_cp: _Optional[int] = ..., max_dp: _Optional[int] = ..., redundant_experts: _Optional[int] = ..., ep_cross_node: _Optional[bool] = ..., tp_cross_node: _Optional[bool] = ..., time_limit_s: _Optional[float] = ..., workers: _Optional[int] = ..., random_seed: _Optional[int] = ...) -> None: ...
 
+class EngineSpec(_message.Message):
+    __slots__ = ("name", "gpu_memory_utilization", "max_num_batched_tokens", "step_overhead_us", "ep_dispatch_precision", "overlap")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    GPU_MEMORY_UTILIZATION_FIELD_NUMBER: _ClassVar[int]
+    MAX_NUM_BATCHED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    STEP_OVERHEAD_US_FIELD_NUMBER: _ClassVar[int]
+    EP_DISPATCH_PRECISION_FIELD_NUMBER: _ClassVar[int]
+    OVERLAP_FIELD_NUMBER: _ClassVar[int]
+    name: EngineName
+    gpu_memory_utilization: float
+    max_num_batched_tokens: int
+    step_overhead_us: float
+    ep_dispatch_precision: Precision
+    overlap: EngineOverlap
+    def __init__(self, name: _Optional[_Union[EngineName, str]] = ..., gpu_memory_utilization: _Optional[float] = ..., max_num_batched_tokens: _Optional[int] = ..., step_overhead_us: _Optional[float] = ..., ep_dispatch_precision: _Optional[_Union[Precision, str]] = ..., overlap: _Optional[_Union[EngineOverlap, str]] = ...) -> None: ...
+
 class Degrees(_message.Message):
     __slots__ = ("tp", "pp", "dp", "cp", "ep", "etp", "edp", "replicas")
     TP_FIELD_NUMBER: _ClassVar[int]
@@ -466,7 +509,7 @@ class LayerPlacement(_message.Message):
     def __init__(self, layer: _Optional[int] = ..., ranks: _Optional[_Iterable[_Union[RankExperts, _Mapping]]] = ...) -> None: ...
 
 class Plan(_message.Message):
-    __slots__ = ("degrees", "batch", "stages", "placement", "claimed_total_gpus", "claimed_metrics", "note")
+    __slots__ = ("degrees", "batch", "stages", "placement", "claimed_total_gpus", "claimed_metrics", "note", "redundant_experts")
     class ClaimedMetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -481,6 +524,7 @@ class Plan(_message.Message):
     CLAIMED_TOTAL_GPUS_FIELD_NUMBER: _ClassVar[int]
     CLAIMED_METRICS_FIELD_NUMBER: _ClassVar[int]
     NOTE_FIELD_NUMBER: _ClassVar[int]
+    REDUNDANT_EXPERTS_FIELD_NUMBER: _ClassVar[int]
     degrees: Degrees
     batch: int
     stages: _containers.RepeatedCompositeFieldContainer[Stage]
@@ -488,23 +532,30 @@ class Plan(_message.Message):
     claimed_total_gpus: int
     claimed_metrics: _containers.ScalarMap[str, float]
     note: str
-    def __init__(self, degrees: _Optional[_Union[Degrees, _Mapping]] = ..., batch: _Optional[int] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., placement: _Optional[_Iterable[_Union[LayerPlacement, _Mapping]]] = ..., claimed_total_gpus: _Optional[int] = ..., claimed_metrics: _Optional[_Mapping[str, float]] = ..., note: _Optional[str] = ...) -> None: ...
+    redundant_experts: int
+    def __init__(self, degrees: _Optional[_Union[Degrees, _Mapping]] = ..., batch: _Optional[int] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., placement: _Optional[_Iterable[_Union[LayerPlacement, _Mapping]]] = ..., claimed_total_gpus: _Optional[int] = ..., claimed_metrics: _Optional[_Mapping[str, float]] = ..., note: _Optional[str] = ..., redundant_experts: _Optional[int] = ...) -> None: ...
 
 class Metrics(_message.Message):
-    __slots__ = ("ttft_s", "tpot_s", "output_tokens_per_s", "output_tokens_per_s_per_gpu", "tokens_per_s_per_user", "peak_memory_gb")
+    __slots__ = ("ttft_s", "tpot_s", "output_tokens_per_s", "output_tokens_per_s_per_gpu", "tokens_per_s_per_user", "peak_memory_gb", "ttft_idle_s", "requests_per_s", "prefill_utilization")
     TTFT_S_FIELD_NUMBER: _ClassVar[int]
     TPOT_S_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TOKENS_PER_S_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TOKENS_PER_S_PER_GPU_FIELD_NUMBER: _ClassVar[int]
     TOKENS_PER_S_PER_USER_FIELD_NUMBER: _ClassVar[int]
     PEAK_MEMORY_GB_FIELD_NUMBER: _ClassVar[int]
+    TTFT_IDLE_S_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    PREFILL_UTILIZATION_FIELD_NUMBER: _ClassVar[int]
     ttft_s: float
     tpot_s: float
     output_tokens_per_s: float
     output_tokens_per_s_per_gpu: float
     tokens_per_s_per_user: float
     peak_memory_gb: float
-    def __init__(self, ttft_s: _Optional[float] = ..., tpot_s: _Optional[float] = ..., output_tokens_per_s: _Optional[float] = ..., output_tokens_per_s_per_gpu: _Optional[float] = ..., tokens_per_s_per_user: _Optional[float] = ..., peak_memory_gb: _Optional[float] = ...) -> None: ...
+    ttft_idle_s: float
+    requests_per_s: float
+    prefill_utilization: float
+    def __init__(self, ttft_s: _Optional[float] = ..., tpot_s: _Optional[float] = ..., output_tokens_per_s: _Optional[float] = ..., output_tokens_per_s_per_gpu: _Optional[float] = ..., tokens_per_s_per_user: _Optional[float] = ..., peak_memory_gb: _Optional[float] = ..., ttft_idle_s: _Optional[float] = ..., requests_per_s: _Optional[float] = ..., prefill_utilization: _Optional[float] = ...) -> None: ...
 
 class LayerExperts(_message.Message):
     __slots__ = ("layer", "hottest_load", "greedy_hottest_load", "lower_bound", "optimal", "replicated_experts")
@@ -540,7 +591,7 @@ class Explanation(_message.Message):
     def __init__(self, summary: _Optional[str] = ..., conflicts: _Optional[_Iterable[str]] = ..., nearest: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class SolveResult(_message.Message):
-    __slots__ = ("status", "plan", "metrics", "objective", "bound", "gap", "solve_time_s", "solver", "tie_breaks", "experts", "explanation", "improving_solutions")
+    __slots__ = ("status", "plan", "metrics", "objective", "bound", "gap", "solve_time_s", "solver", "tie_breaks", "experts", "explanation", "improving_solutions", "tie_breaks_proved", "search_space", "expert_load", "advice")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PLAN_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
@@ -553,6 +604,10 @@ class SolveResult(_message.Message):
     EXPERTS_FIELD_NUMBER: _ClassVar[int]
     EXPLANATION_FIELD_NUMBER: _ClassVar[int]
     IMPROVING_SOLUTIONS_FIELD_NUMBER: _ClassVar[int]
+    TIE_BREAKS_PROVED_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_SPACE_FIELD_NUMBER: _ClassVar[int]
+    EXPERT_LOAD_FIELD_NUMBER: _ClassVar[int]
+    ADVICE_FIELD_NUMBER: _ClassVar[int]
     status: SolveStatus
     plan: Plan
     metrics: Metrics
@@ -565,7 +620,19 @@ class SolveResult(_message.Message):
     experts: _containers.RepeatedCompositeFieldContainer[LayerExperts]
     explanation: Explanation
     improving_solutions: int
-    def __init__(self, status: _Optional[_Union[SolveStatus, str]] = ..., plan: _Optional[_Union[Plan, _Mapping]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., objective: _Optional[int] = ..., bound: _Optional[int] = ..., gap: _Optional[float] = ..., solve_time_s: _Optional[float] = ..., solver: _Optional[str] = ..., tie_breaks: _Optional[_Iterable[str]] = ..., experts: _Optional[_Iterable[_Union[LayerExperts, _Mapping]]] = ..., explanation: _Optional[_Union[Explanation, _Mapping]] = ..., improving_solutions: _Optional[int] = ...) -> None: ...
+    tie_breaks_proved: _containers.RepeatedScalarFieldContainer[str]
+    search_space: _containers.RepeatedCompositeFieldContainer[SearchRestriction]
+    expert_load: str
+    advice: str
+    def __init__(self, status: _Optional[_Union[SolveStatus, str]] = ..., plan: _Optional[_Union[Plan, _Mapping]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., objective: _Optional[int] = ..., bound: _Optional[int] = ..., gap: _Optional[float] = ..., solve_time_s: _Optional[float] = ..., solver: _Optional[str] = ..., tie_breaks: _Optional[_Iterable[str]] = ..., experts: _Optional[_Iterable[_Union[LayerExperts, _Mapping]]] = ..., explanation: _Optional[_Union[Explanation, _Mapping]] = ..., improving_solutions: _Optional[int] = ..., tie_breaks_proved: _Optional[_Iterable[str]] = ..., search_space: _Optional[_Iterable[_Union[SearchRestriction, _Mapping]]] = ..., expert_load: _Optional[str] = ..., advice: _Optional[str] = ...) -> None: ...
+
+class SearchRestriction(_message.Message):
+    __slots__ = ("name", "value")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    value: _struct_pb2.Value
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
 
 class Violation(_message.Message):
     __slots__ = ("rule", "field", "message")
@@ -578,7 +645,7 @@ class Violation(_message.Message):
     def __init__(self, rule: _Optional[str] = ..., field: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class MemoryBreakdown(_message.Message):
-    __slots__ = ("terms_gb", "total_gb", "stage")
+    __slots__ = ("terms_gb", "total_gb", "stage", "budget_gb", "capacity_gb")
     class TermsGbEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -589,63 +656,118 @@ class MemoryBreakdown(_message.Message):
     TERMS_GB_FIELD_NUMBER: _ClassVar[int]
     TOTAL_GB_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_GB_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_GB_FIELD_NUMBER: _ClassVar[int]
     terms_gb: _containers.ScalarMap[str, float]
     total_gb: float
     stage: int
-    def __init__(self, terms_gb: _Optional[_Mapping[str, float]] = ..., total_gb: _Optional[float] = ..., stage: _Optional[int] = ...) -> None: ...
+    budget_gb: float
+    capacity_gb: float
+    def __init__(self, terms_gb: _Optional[_Mapping[str, float]] = ..., total_gb: _Optional[float] = ..., stage: _Optional[int] = ..., budget_gb: _Optional[float] = ..., capacity_gb: _Optional[float] = ...) -> None: ...
+
+class TpotBreakdown(_message.Message):
+    __slots__ = ("slowest_stage_step_s", "hop_s", "step_overhead_s", "microbatches", "tpot_s")
+    SLOWEST_STAGE_STEP_S_FIELD_NUMBER: _ClassVar[int]
+    HOP_S_FIELD_NUMBER: _ClassVar[int]
+    STEP_OVERHEAD_S_FIELD_NUMBER: _ClassVar[int]
+    MICROBATCHES_FIELD_NUMBER: _ClassVar[int]
+    TPOT_S_FIELD_NUMBER: _ClassVar[int]
+    slowest_stage_step_s: float
+    hop_s: float
+    step_overhead_s: float
+    microbatches: int
+    tpot_s: float
+    def __init__(self, slowest_stage_step_s: _Optional[float] = ..., hop_s: _Optional[float] = ..., step_overhead_s: _Optional[float] = ..., microbatches: _Optional[int] = ..., tpot_s: _Optional[float] = ...) -> None: ...
+
+class TtftBreakdown(_message.Message):
+    __slots__ = ("stage", "full_step_max_prompt_s", "round_s", "wait_rounds", "own_chunks", "ttft_s")
+    class FullStepMaxPromptSEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    FULL_STEP_MAX_PROMPT_S_FIELD_NUMBER: _ClassVar[int]
+    ROUND_S_FIELD_NUMBER: _ClassVar[int]
+    WAIT_ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    OWN_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    TTFT_S_FIELD_NUMBER: _ClassVar[int]
+    stage: int
+    full_step_max_prompt_s: _containers.ScalarMap[str, float]
+    round_s: float
+    wait_rounds: float
+    own_chunks: float
+    ttft_s: float
+    def __init__(self, stage: _Optional[int] = ..., full_step_max_prompt_s: _Optional[_Mapping[str, float]] = ..., round_s: _Optional[float] = ..., wait_rounds: _Optional[float] = ..., own_chunks: _Optional[float] = ..., ttft_s: _Optional[float] = ...) -> None: ...
 
 class TimeBreakdown(_message.Message):
-    __slots__ = ("ttft_terms_s", "ttft_s", "decode_step_terms_s", "decode_step_s", "decode_stage", "tpot_s", "microbatches", "prefill_per_cycle_s", "cycle_s")
-    class TtftTermsSEntry(_message.Message):
+    __slots__ = ("stage", "decode_step_s", "full_step_s", "average_step_s", "prefill_share", "tpot", "ttft", "ttft_idle_s", "sources")
+    class DecodeStepSEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
         key: str
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
-    class DecodeStepTermsSEntry(_message.Message):
+    class FullStepSEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
         key: str
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
-    TTFT_TERMS_S_FIELD_NUMBER: _ClassVar[int]
-    TTFT_S_FIELD_NUMBER: _ClassVar[int]
-    DECODE_STEP_TERMS_S_FIELD_NUMBER: _ClassVar[int]
+    class TtftIdleSEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class SourcesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    STAGE_FIELD_NUMBER: _ClassVar[int]
     DECODE_STEP_S_FIELD_NUMBER: _ClassVar[int]
-    DECODE_STAGE_FIELD_NUMBER: _ClassVar[int]
-    TPOT_S_FIELD_NUMBER: _ClassVar[int]
-    MICROBATCHES_FIELD_NUMBER: _ClassVar[int]
-    PREFILL_PER_CYCLE_S_FIELD_NUMBER: _ClassVar[int]
-    CYCLE_S_FIELD_NUMBER: _ClassVar[int]
-    ttft_terms_s: _containers.ScalarMap[str, float]
-    ttft_s: float
-    decode_step_terms_s: _containers.ScalarMap[str, float]
-    decode_step_s: float
-    decode_stage: int
-    tpot_s: float
-    microbatches: int
-    prefill_per_cycle_s: float
-    cycle_s: float
-    def __init__(self, ttft_terms_s: _Optional[_Mapping[str, float]] = ..., ttft_s: _Optional[float] = ..., decode_step_terms_s: _Optional[_Mapping[str, float]] = ..., decode_step_s: _Optional[float] = ..., decode_stage: _Optional[int] = ..., tpot_s: _Optional[float] = ..., microbatches: _Optional[int] = ..., prefill_per_cycle_s: _Optional[float] = ..., cycle_s: _Optional[float] = ...) -> None: ...
+    FULL_STEP_S_FIELD_NUMBER: _ClassVar[int]
+    AVERAGE_STEP_S_FIELD_NUMBER: _ClassVar[int]
+    PREFILL_SHARE_FIELD_NUMBER: _ClassVar[int]
+    TPOT_FIELD_NUMBER: _ClassVar[int]
+    TTFT_FIELD_NUMBER: _ClassVar[int]
+    TTFT_IDLE_S_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
+    stage: int
+    decode_step_s: _containers.ScalarMap[str, float]
+    full_step_s: _containers.ScalarMap[str, float]
+    average_step_s: float
+    prefill_share: float
+    tpot: TpotBreakdown
+    ttft: TtftBreakdown
+    ttft_idle_s: _containers.ScalarMap[str, float]
+    sources: _containers.ScalarMap[str, str]
+    def __init__(self, stage: _Optional[int] = ..., decode_step_s: _Optional[_Mapping[str, float]] = ..., full_step_s: _Optional[_Mapping[str, float]] = ..., average_step_s: _Optional[float] = ..., prefill_share: _Optional[float] = ..., tpot: _Optional[_Union[TpotBreakdown, _Mapping]] = ..., ttft: _Optional[_Union[TtftBreakdown, _Mapping]] = ..., ttft_idle_s: _Optional[_Mapping[str, float]] = ..., sources: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class StageEstimate(_message.Message):
-    __slots__ = ("first_layer", "last_layer", "memory_gb", "decode_ms", "prefill_ms")
+    __slots__ = ("first_layer", "last_layer", "memory_gb", "step_ms", "full_step_ms")
     FIRST_LAYER_FIELD_NUMBER: _ClassVar[int]
     LAST_LAYER_FIELD_NUMBER: _ClassVar[int]
     MEMORY_GB_FIELD_NUMBER: _ClassVar[int]
-    DECODE_MS_FIELD_NUMBER: _ClassVar[int]
-    PREFILL_MS_FIELD_NUMBER: _ClassVar[int]
+    STEP_MS_FIELD_NUMBER: _ClassVar[int]
+    FULL_STEP_MS_FIELD_NUMBER: _ClassVar[int]
     first_layer: int
     last_layer: int
     memory_gb: float
-    decode_ms: float
-    prefill_ms: float
-    def __init__(self, first_layer: _Optional[int] = ..., last_layer: _Optional[int] = ..., memory_gb: _Optional[float] = ..., decode_ms: _Optional[float] = ..., prefill_ms: _Optional[float] = ...) -> None: ...
+    step_ms: float
+    full_step_ms: float
+    def __init__(self, first_layer: _Optional[int] = ..., last_layer: _Optional[int] = ..., memory_gb: _Optional[float] = ..., step_ms: _Optional[float] = ..., full_step_ms: _Optional[float] = ...) -> None: ...
 
 class Estimate(_message.Message):
-    __slots__ = ("gpus", "degrees", "batch", "metrics", "memory", "time", "stages")
+    __slots__ = ("gpus", "degrees", "batch", "metrics", "memory", "time", "stages", "redundant_experts", "placement", "expert_load", "calibration")
     GPUS_FIELD_NUMBER: _ClassVar[int]
     DEGREES_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
@@ -653,6 +775,10 @@ class Estimate(_message.Message):
     MEMORY_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     STAGES_FIELD_NUMBER: _ClassVar[int]
+    REDUNDANT_EXPERTS_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    EXPERT_LOAD_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_FIELD_NUMBER: _ClassVar[int]
     gpus: int
     degrees: Degrees
     batch: int
@@ -660,4 +786,8 @@ class Estimate(_message.Message):
     memory: MemoryBreakdown
     time: TimeBreakdown
     stages: _containers.RepeatedCompositeFieldContainer[StageEstimate]
-    def __init__(self, gpus: _Optional[int] = ..., degrees: _Optional[_Union[Degrees, _Mapping]] = ..., batch: _Optional[int] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., memory: _Optional[_Union[MemoryBreakdown, _Mapping]] = ..., time: _Optional[_Union[TimeBreakdown, _Mapping]] = ..., stages: _Optional[_Iterable[_Union[StageEstimate, _Mapping]]] = ...) -> None: ...
+    redundant_experts: int
+    placement: str
+    expert_load: str
+    calibration: str
+    def __init__(self, gpus: _Optional[int] = ..., degrees: _Optional[_Union[Degrees, _Mapping]] = ..., batch: _Optional[int] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., memory: _Optional[_Union[MemoryBreakdown, _Mapping]] = ..., time: _Optional[_Union[TimeBreakdown, _Mapping]] = ..., stages: _Optional[_Iterable[_Union[StageEstimate, _Mapping]]] = ..., redundant_experts: _Optional[int] = ..., placement: _Optional[str] = ..., expert_load: _Optional[str] = ..., calibration: _Optional[str] = ...) -> None: ...
