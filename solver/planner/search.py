@@ -60,6 +60,12 @@ class Cancelled(Exception):
     """``should_stop()`` turned true: the caller abandoned the solve."""
 
 
+def check_stop(should_stop: Callable[[], bool] | None) -> None:
+    """Raise :class:`Cancelled` when the caller asked to stop."""
+    if should_stop is not None and should_stop():
+        raise Cancelled("the solve was cancelled")
+
+
 @contextlib.contextmanager
 def watchdog(solver: cp_model.CpSolver, deadline: float,
              should_stop: Callable[[], bool] | None):
@@ -226,6 +232,7 @@ class Pool:
         complete = self.bank.listed_upto(min(limit, self.size_cap), deadline, should_stop)
         bank = self.bank
         while self._seen < len(bank.grids):
+            check_stop(should_stop)  # a grid may cost a placement: check each one
             if self._seen % CHECK_EVERY == 0 and time.monotonic() >= deadline:
                 return False
             grid = bank.grids[self._seen]
@@ -385,13 +392,11 @@ def fewest_gpus(pool: Pool, deadline: float, workers: int, seed: int,
         fresh = [pool.cands[i] for i in order]
         resolved = len(pool.cands)
         for n, c in enumerate(fresh):
-            if n % CHECK_EVERY == 0:
-                if should_stop is not None and should_stop():
-                    raise Cancelled("the solve was cancelled")
-                if time.monotonic() >= deadline:
-                    complete = False
-                    residual.extend(fresh[n:])
-                    break
+            check_stop(should_stop)
+            if time.monotonic() >= deadline:
+                complete = False
+                residual.extend(fresh[n:])
+                break
             if best is not None and c.caps.gpu_lb >= best.gpus:
                 continue  # cannot beat the best plan
             r = resolve(c, pool)
@@ -503,6 +508,7 @@ def tie_breaks(pool: Pool, outcome: Outcome, deadline: float, workers: int, seed
     cands.sort(key=lambda cr: cr[0].rate_per_gpu_ub(), reverse=True)
     proved = True
     for c, r in cands:
+        check_stop(should_stop)
         if c.rate_per_gpu_ub() < -key(best)[1]:
             break
         if time.monotonic() >= deadline:
@@ -520,6 +526,7 @@ def tie_breaks(pool: Pool, outcome: Outcome, deadline: float, workers: int, seed
     target: Fraction = -key(best)[1]
     ttft_proved = True
     for c, r in cands:
+        check_stop(should_stop)
         if c.rate_per_gpu_ub() < target:
             break
         for q in range(c.caps.q_hi, c.caps.q_lo - 1, -1):
