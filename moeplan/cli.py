@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
@@ -262,95 +262,6 @@ def _root(
 # ----------------------------------------------------------------------------------------------
 
 
-class _Document(BaseModel):
-    """A document moeplan writes (as those of :mod:`solver.contract`, where these belong)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    schema_version: str = Field(description="Version of the JSON contract (solver/contract.py).")
-
-
-class _Part(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class AttentionSummary(_Part):
-    kind: str = Field(description="'gqa' or 'mla'.")
-    num_heads: int
-    num_kv_heads: int
-    head_dim: int
-    sliding_window: int | None
-    num_sliding_layers: int
-    q_lora_rank: int | None = Field(None, description="MLA only.")
-    kv_lora_rank: int | None = Field(None, description="MLA only.")
-    qk_nope_head_dim: int | None = Field(None, description="MLA only.")
-    qk_rope_head_dim: int | None = Field(None, description="MLA only.")
-    v_head_dim: int | None = Field(None, description="MLA only.")
-
-
-class ModelOut(_Document):
-    """``moeplan model --json``: architecture, parameter counts, weight and KV-cache bytes."""
-
-    name: str
-    num_layers: int
-    num_dense_layers: int
-    num_moe_layers: int
-    hidden_size: int
-    attention: AttentionSummary
-    dense_ffn_width: int
-    num_experts: int
-    top_k: int
-    expert_ffn_width: int
-    num_shared_experts: int
-    shared_expert_width: int
-    vocab_size: int
-    tie_embeddings: bool
-    weight_precision: str
-    expert_precision: str
-    kv_precision: str
-    weight_block_size: int | None
-    total_params: int
-    active_params: int
-    routed_expert_params: int
-    declared_total_params: int | None
-    weight_bytes: int = Field(description="Routed experts at the expert precision, the rest at "
-                              "the weight precision.")
-    kv_bytes_per_token: float
-    warning: str | None = Field(description="A declared parameter count that disagrees with "
-                                "the architecture.")
-
-
-class ModelPresetOut(_Part):
-    name: str
-    total_params: int
-    active_params: int
-    published_total_params: int | None
-    num_experts: int
-    top_k: int
-    weight_precision: str
-    expert_precision: str
-
-
-class HardwarePresetOut(_Part):
-    name: str
-    hbm_gb: float
-    hbm_tb_s: float
-    tflops_bf16: float | None
-    tflops_fp8: float | None
-    gpus_per_node: int
-
-
-class PresetsOut(_Document):
-    """``moeplan presets --json``: the bundled model and hardware presets."""
-
-    models: list[ModelPresetOut]
-    hardware: list[HardwarePresetOut]
-
-
-#: Documents of the commands outside :data:`solver.contract.DOCUMENTS`, for ``moeplan schema``.
-CLI_DOCUMENTS: dict[str, type[BaseModel]] = {"model": ModelOut, "presets": PresetsOut}
-
-
 def _schema_version() -> str:
     from solver.contract import SCHEMA_VERSION
 
@@ -389,6 +300,8 @@ def model_summary(spec: Any) -> dict[str, Any]:
         attention.update(q_lora_rank=a.q_lora_rank, kv_lora_rank=a.kv_lora_rank,
                          qk_nope_head_dim=a.qk_nope_head_dim,
                          qk_rope_head_dim=a.qk_rope_head_dim, v_head_dim=a.v_head_dim)
+    from solver.contract import ModelOut
+
     return ModelOut.model_validate({
         "schema_version": _schema_version(),
         "name": spec.name,
@@ -459,15 +372,10 @@ def model_cmd(
 
 
 def estimate_document(instance: Instance, evaluation: Any) -> dict[str, Any]:
-    """The estimate document of an evaluated plan (solver.contract.EstimateOut)."""
+    """The estimate document of an evaluated plan (solver.contract.EstimateOut), as JSON."""
     from solver import contract
-    from solver.calibration import load_calibration
-    from solver.loads import describe
 
-    cal = load_calibration(instance.hardware.name)
-    return contract.dump(contract.estimate_out(
-        evaluation, describe(instance.expert_load, instance.model),
-        cal.source if cal is not None else "roofline (no measured curves for this GPU)"))
+    return contract.dump(contract.estimate_document(instance, evaluation))
 
 
 @command("estimate")
@@ -516,8 +424,7 @@ def verify_cmd(
     report = verify(instance, chosen)
     estimate = None
     if report.evaluation is not None:
-        estimate = contract.EstimateOut.model_validate(
-            estimate_document(instance, report.evaluation))
+        estimate = contract.estimate_document(instance, report.evaluation)
     doc = contract.dump(contract.verify_out(report, estimate))
     if as_json:
         emit_json(doc)
@@ -547,8 +454,6 @@ def document_schema(what: str) -> dict[str, Any]:
     """JSON Schema of a document moeplan writes (``result`` is ``solve``'s)."""
     from solver import contract
 
-    if what in CLI_DOCUMENTS:
-        return CLI_DOCUMENTS[what].model_json_schema()
     return contract.json_schema("solve" if what == "result" else what)
 
 
@@ -598,6 +503,8 @@ def presets_document() -> dict[str, Any]:
         }
         for name, hw in HARDWARE_PRESETS.items()
     ]
+    from solver.contract import PresetsOut
+
     return PresetsOut(schema_version=_schema_version(), models=models,
                       hardware=hardware).model_dump(mode="json")
 
@@ -624,8 +531,7 @@ def solve_document(instance: Instance, result: SolveResult) -> dict[str, Any]:
 
     estimate = None
     if result.plan is not None:
-        estimate = contract.EstimateOut.model_validate(
-            estimate_document(instance, evaluate(instance, result.plan)))
+        estimate = contract.estimate_document(instance, evaluate(instance, result.plan))
     return contract.dump(contract.solve_out(result, estimate))
 
 

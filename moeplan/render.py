@@ -223,7 +223,7 @@ def render_evaluation(console: Console, doc: Mapping[str, Any], *, degrees: bool
     render_time(console, doc["time"])
     console.print()
     render_stages(console, doc["stages"])
-    console.print(f"expert placement: {escape(doc['placement'])}; expert load: "
+    console.print(f"expert placement: {escape(doc['placement_source'])}; expert load: "
                   f"{escape(doc['expert_load'])}; kernel data: {escape(doc['calibration'])}",
                   soft_wrap=True)
 

@@ -16,7 +16,6 @@ import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
 from ortools import __version__ as ORTOOLS_VERSION
@@ -189,7 +188,7 @@ class PlannerServicer(pb_grpc.PlannerServicer):
         report = verify(instance, plan)
         estimate = None
         if report.evaluation is not None:
-            estimate = estimate_document(instance, report.evaluation)
+            estimate = contract.estimate_document(instance, report.evaluation)
         return convert.verify_to_proto(contract.verify_out(report, estimate))
 
     @classmethod
@@ -218,22 +217,11 @@ class PlannerServicer(pb_grpc.PlannerServicer):
         return self._presets
 
 
-def estimate_document(instance: Instance, evaluation: Any) -> contract.EstimateOut:
-    """The estimate document of an evaluated plan, as ``moeplan estimate --json`` builds it
-    (``moeplan.cli.estimate_document``; both belong in :mod:`solver.contract`)."""
-    from solver.calibration import load_calibration
-    from solver.loads import describe
-
-    cal = load_calibration(instance.hardware.name)
-    return contract.estimate_out(
-        evaluation, describe(instance.expert_load, instance.model),
-        cal.source if cal is not None else "roofline (no measured curves for this GPU)")
-
-
 def _plan_estimate(instance: Instance, plan: Plan) -> pb.Estimate:
     from solver.estimate import evaluate
 
-    return convert.estimate_to_proto(estimate_document(instance, evaluate(instance, plan)))
+    return convert.estimate_to_proto(contract.estimate_document(instance,
+                                                                evaluate(instance, plan)))
 
 
 def presets_response() -> pb.ListPresetsResponse:

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from solver.estimate import Evaluation
-from solver.schema import Degrees, Metrics, Plan, SolveResult
+from solver.schema import Degrees, Instance, Metrics, Plan, SolveResult
 from solver.verify import Report
 
 #: Bumped on any incompatible change of a document below (2: the serving cost model).
@@ -78,7 +78,8 @@ class EstimateOut(_Out):
     batch: int
     redundant_experts: int
     metrics: Metrics
-    placement: str = Field(description="Which expert placement was costed.")
+    placement_source: str = Field(description="Which expert placement was costed (the plan's "
+                                  "own, or the EPLB default of its slots).")
     expert_load: str
     calibration: str = Field(description="The measured-curve set of the GPU, or 'roofline'.")
     memory: MemoryOut
@@ -113,11 +114,90 @@ class PlanFile(Plan):
     schema_version: str = SCHEMA_VERSION
 
 
+class AttentionSummary(_Out):
+    kind: str = Field(description="'gqa' or 'mla'.")
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    sliding_window: int | None
+    num_sliding_layers: int
+    q_lora_rank: int | None = Field(None, description="MLA only.")
+    kv_lora_rank: int | None = Field(None, description="MLA only.")
+    qk_nope_head_dim: int | None = Field(None, description="MLA only.")
+    qk_rope_head_dim: int | None = Field(None, description="MLA only.")
+    v_head_dim: int | None = Field(None, description="MLA only.")
+
+
+class ModelOut(_Out):
+    """``moeplan model --json``: architecture, parameter counts, weight and KV-cache bytes."""
+
+    schema_version: str = SCHEMA_VERSION
+
+    name: str
+    num_layers: int
+    num_dense_layers: int
+    num_moe_layers: int
+    hidden_size: int
+    attention: AttentionSummary
+    dense_ffn_width: int
+    num_experts: int
+    top_k: int
+    expert_ffn_width: int
+    num_shared_experts: int
+    shared_expert_width: int
+    vocab_size: int
+    tie_embeddings: bool
+    weight_precision: str
+    expert_precision: str
+    kv_precision: str
+    weight_block_size: int | None
+    total_params: int
+    active_params: int
+    routed_expert_params: int
+    declared_total_params: int | None
+    weight_bytes: int = Field(description="Routed experts at the expert precision, the rest at "
+                              "the weight precision.")
+    kv_bytes_per_token: float
+    warning: str | None = Field(description="A declared parameter count that disagrees with "
+                                "the architecture.")
+
+
+class ModelPresetOut(_Out):
+    name: str
+    total_params: int
+    active_params: int
+    published_total_params: int | None
+    num_experts: int
+    top_k: int
+    weight_precision: str
+    expert_precision: str
+
+
+class HardwarePresetOut(_Out):
+    name: str
+    hbm_gb: float
+    hbm_tb_s: float
+    tflops_bf16: float | None
+    tflops_fp8: float | None
+    gpus_per_node: int
+
+
+class PresetsOut(_Out):
+    """``moeplan presets --json``: the bundled model and hardware presets."""
+
+    schema_version: str = SCHEMA_VERSION
+
+    models: list[ModelPresetOut]
+    hardware: list[HardwarePresetOut]
+
+
 DOCUMENTS: dict[str, type[BaseModel]] = {
     "plan": PlanFile,
     "solve": SolveOut,
     "verify": VerifyOut,
     "estimate": EstimateOut,
+    "model": ModelOut,
+    "presets": PresetsOut,
 }
 
 
@@ -125,13 +205,25 @@ def estimate_out(ev: Evaluation, expert_load: str, calibration: str) -> Estimate
     b = ev.breakdown
     return EstimateOut(
         gpus=ev.gpus, degrees=ev.grid.degrees(ev.replicas), batch=ev.batch,
-        redundant_experts=ev.redundant, metrics=ev.metrics, placement=ev.placement_source,
+        redundant_experts=ev.redundant, metrics=ev.metrics, placement_source=ev.placement_source,
         expert_load=expert_load, calibration=calibration,
         memory=MemoryOut(**b["memory"]),
         time=TimeOut(**{**b["time"], "tpot": TpotOut(**b["time"]["tpot"]),
                         "ttft": TtftOut(**b["time"]["ttft"])}),
         stages=[StageOut(**s) for s in b["stages"]],
     )
+
+
+def estimate_document(instance: Instance, ev: Evaluation) -> EstimateOut:
+    """The estimate document of an evaluated plan: what ``estimate --json``, ``verify --json``,
+    ``solve --json`` and the gRPC service return."""
+    from solver.calibration import load_calibration
+    from solver.loads import describe
+
+    cal = load_calibration(instance.hardware.name)
+    return estimate_out(
+        ev, describe(instance.expert_load, instance.model),
+        cal.source if cal is not None else "roofline (no measured curves for this GPU)")
 
 
 def verify_out(report: Report, estimate: EstimateOut | None) -> VerifyOut:

@@ -132,14 +132,12 @@ def _plans_in(doc: object) -> list[dict]:
 
 
 def _one_representation(doc: dict) -> None:
-    """Stages are {first_layer, last_layer, ...} mappings and placements [{layer, ranks}]. (An
-    estimate's ``placement`` is the text saying which placement was costed.)"""
+    """Stages are {first_layer, last_layer, ...} mappings and placements [{layer, ranks}], in
+    every document (an estimate names what it costed ``placement_source``, never ``placement``)."""
     for plan in _plans_in(doc):
         for stage in plan["stages"] or ():
             assert isinstance(stage, dict) and {"first_layer", "last_layer"} <= stage.keys()
         placement = plan.get("placement")
-        if isinstance(placement, str) and "memory" in plan:
-            continue
         for layer in placement or ():
             assert set(layer) == {"layer", "ranks"} and all(isinstance(r, list)
                                                            for r in layer["ranks"])

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 #: Version of the record layout; bump when a field changes meaning.
-RECORD_SCHEMA = "moeplan.bench/1"
+RECORD_SCHEMA = "moeplan.bench/2"  # 2: the plan as solver.contract.PlanFile
 #: Planner statuses; a record adds ERROR (the instance could not be solved at all).
 STATUSES = ("OPTIMAL", "FEASIBLE", "INFEASIBLE", "UNKNOWN", "ERROR")
 #: Default budget of the reference search (plans examined) and its default time limit.

@@ -767,7 +767,7 @@ class StageEstimate(_message.Message):
     def __init__(self, first_layer: _Optional[int] = ..., last_layer: _Optional[int] = ..., memory_gb: _Optional[float] = ..., step_ms: _Optional[float] = ..., full_step_ms: _Optional[float] = ...) -> None: ...
 
 class Estimate(_message.Message):
-    __slots__ = ("gpus", "degrees", "batch", "metrics", "memory", "time", "stages", "redundant_experts", "placement", "expert_load", "calibration")
+    __slots__ = ("gpus", "degrees", "batch", "metrics", "memory", "time", "stages", "redundant_experts", "placement_source", "expert_load", "calibration")
     GPUS_FIELD_NUMBER: _ClassVar[int]
     DEGREES_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
@@ -776,7 +776,7 @@ class Estimate(_message.Message):
     TIME_FIELD_NUMBER: _ClassVar[int]
     STAGES_FIELD_NUMBER: _ClassVar[int]
     REDUNDANT_EXPERTS_FIELD_NUMBER: _ClassVar[int]
-    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_SOURCE_FIELD_NUMBER: _ClassVar[int]
     EXPERT_LOAD_FIELD_NUMBER: _ClassVar[int]
     CALIBRATION_FIELD_NUMBER: _ClassVar[int]
     gpus: int
@@ -787,7 +787,7 @@ class Estimate(_message.Message):
     time: TimeBreakdown
     stages: _containers.RepeatedCompositeFieldContainer[StageEstimate]
     redundant_experts: int
-    placement: str
+    placement_source: str
     expert_load: str
     calibration: str
-    def __init__(self, gpus: _Optional[int] = ..., degrees: _Optional[_Union[Degrees, _Mapping]] = ..., batch: _Optional[int] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., memory: _Optional[_Union[MemoryBreakdown, _Mapping]] = ..., time: _Optional[_Union[TimeBreakdown, _Mapping]] = ..., stages: _Optional[_Iterable[_Union[StageEstimate, _Mapping]]] = ..., redundant_experts: _Optional[int] = ..., placement: _Optional[str] = ..., expert_load: _Optional[str] = ..., calibration: _Optional[str] = ...) -> None: ...
+    def __init__(self, gpus: _Optional[int] = ..., degrees: _Optional[_Union[Degrees, _Mapping]] = ..., batch: _Optional[int] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., memory: _Optional[_Union[MemoryBreakdown, _Mapping]] = ..., time: _Optional[_Union[TimeBreakdown, _Mapping]] = ..., stages: _Optional[_Iterable[_Union[StageEstimate, _Mapping]]] = ..., redundant_experts: _Optional[int] = ..., placement_source: _Optional[str] = ..., expert_load: _Optional[str] = ..., calibration: _Optional[str] = ...) -> None: ...
