@@ -411,7 +411,8 @@ class CostModel:
         share = timing.prefill_share(s, wl.input_len, wl.output_len, self.budget)
         dec = sum(terms["decode"].values())
         full = sum(terms["full"].values())
-        avg = np.where(share < 1, share * full + (1 - share) * dec, np.inf)
+        with np.errstate(invalid="ignore"):  # inf·0 where the queue saturates: masked out
+            avg = np.where(share < 1, share * full + (1 - share) * dec, np.inf)
         cost = LayerCost(
             *self._layer_memory(layer, g, hot),
             avg_ns=_to_ns_or_inf(non_decreasing(avg)),
@@ -437,56 +438,40 @@ class CostModel:
 
     # -- stage extras ---------------------------------------------------------------------------
 
-    def stage_extras(self, g: Grid, max_hot_share: float, s_max: int) -> StageExtras:
-        key = (g, max_hot_share)
-        hit = self._extras_cache.get(key)
-        if hit is not None and len(hit.mem_last) >= s_max:
-            return hit
-        s_max = max(s_max, self.s_span)
-        m, wl, hw = self.model, self.workload, self.hw
+    def extras_terms(self, g: Grid, tokens: np.ndarray, rows: np.ndarray
+                     ) -> dict[str, np.ndarray]:
+        """Seconds of a step's stage-level work on one GPU of ``g``, with ``tokens`` tokens per
+        attention-DP rank through the projections and ``rows`` LM-head rows: the embedding
+        lookup (first stage), the LM head (last stage) and one pipeline hop (``pp > 1``). The
+        aggregated steps (:meth:`stage_extras`) and the pools of a disaggregated deployment
+        (:mod:`solver.pools`) price them here."""
+        m = self.model
+        h = m.hidden_size
+        tokens = np.asarray(tokens, dtype=np.float64)
+        # the GEMM multiplies by vocab × hidden (the final norm is memory, not GEMM work)
+        head_flop_params = embedding_params(m) / g.tp if m.tie_embeddings else \
+            m.vocab_size * h / g.tp
+        hop = 0 * tokens if g.pp == 1 else self.k.p2p(tokens * h * self.a_bytes,
+                                                       self.link(g.gpus_per_instance))
+        return {"embedding": self.k.memory_read(tokens * h * self.w_bytes),
+                "lm_head": self.k.gemm(np.asarray(rows, dtype=np.float64), head_flop_params,
+                                       self.w_bytes, self.a_bytes, h, self.w_math, self.w_fmt),
+                "pp_comm": hop}
+
+    def extras_memory(self, g: Grid, max_hot_share: float, step_tokens: float
+                      ) -> dict[str, int]:
+        """Bytes per GPU of ``g`` that do not belong to a layer, for steps of ``step_tokens``
+        tokens per attention-DP rank: activation workspace (with the busiest rank's MoE
+        buffers), communication buffers and the runtime's reserve on every stage; the embedding
+        on the first, the LM head on the last (logits are per step: the caller adds them)."""
+        m, hw = self.model, self.hw
         tp, cp, pp = g.tp, g.cp, g.pp
         h = m.hidden_size
-        s = np.arange(1, s_max + 1, dtype=np.float64)
-        chunk = np.maximum(self.budget - s, 0.0)
         emb_bytes = math.ceil(embedding_params(m) / tp * self.w_bytes)
         head_params = lm_head_params(m)
         if m.tie_embeddings and pp > 1:  # the last stage needs its own copy of the tied matrix
             head_params += embedding_params(m)
         head_bytes = math.ceil(head_params / tp * self.w_bytes)
-        # the GEMM multiplies by vocab × hidden (the final norm is memory, not GEMM work)
-        head_flop_params = embedding_params(m) / tp if m.tie_embeddings else \
-            m.vocab_size * h / tp
-
-        def emb(tokens: np.ndarray) -> np.ndarray:
-            return self.k.memory_read(tokens * h * self.w_bytes)
-
-        def head(rows: np.ndarray) -> np.ndarray:
-            return self.k.gemm(rows, head_flop_params, self.w_bytes, self.a_bytes, h,
-                               self.w_math, self.w_fmt)
-
-        hop_link = self.link(g.gpus_per_instance)
-
-        def hop(tokens: np.ndarray) -> np.ndarray:
-            if pp == 1:
-                return 0 * tokens
-            return self.k.p2p(tokens * h * self.a_bytes, hop_link)
-
-        # Logits are computed for the decode rows and the last position of finishing prompts.
-        share = timing.prefill_share(s, wl.input_len, wl.output_len, self.budget)
-        dec_tokens, full_tokens = s, s + chunk / cp
-        terms = {
-            "decode": {"embedding": emb(dec_tokens), "lm_head": head(s), "pp_comm": hop(s)},
-            "full": {"embedding": emb(full_tokens), "lm_head": head(s + 1),
-                     "pp_comm": hop(full_tokens)},
-        }
-
-        def mixed(name: str) -> np.ndarray:
-            return non_decreasing(np.where(share < 1, share * terms["full"][name]
-                                           + (1 - share) * terms["decode"][name], np.inf))
-
-        # Memory: activation workspace of a full step, the busiest rank's MoE buffers,
-        # communication buffers and the runtime's own memory.
-        step_tokens = self.budget
         ffn_local = max(
             [m.dense_ffn_width // tp if self.has_dense_ffn else 0]
             + [(m.shared_width * m.num_shared_experts) // tp if m.num_shared_experts else 0]
@@ -502,6 +487,33 @@ class CostModel:
         if tp > 1 or pp > 1 or g.ep > 1 or cp > 1 or g.etp > 1:
             comm = math.ceil(2 * step_tokens * h * self.a_bytes)
         reserve = math.ceil(hw.reserved_gb * BYTES_PER_GB)
+        return {"activation_workspace": workspace + moe_buffers, "comm_buffers": comm,
+                "runtime_reserve": reserve, "embedding": emb_bytes, "lm_head": head_bytes}
+
+    def stage_extras(self, g: Grid, max_hot_share: float, s_max: int) -> StageExtras:
+        key = (g, max_hot_share)
+        hit = self._extras_cache.get(key)
+        if hit is not None and len(hit.mem_last) >= s_max:
+            return hit
+        s_max = max(s_max, self.s_span)
+        m, wl = self.model, self.workload
+        tp, cp = g.tp, g.cp
+        s = np.arange(1, s_max + 1, dtype=np.float64)
+        chunk = np.maximum(self.budget - s, 0.0)
+
+        # Logits are computed for the decode rows and the last position of finishing prompts.
+        share = timing.prefill_share(s, wl.input_len, wl.output_len, self.budget)
+        terms = {"decode": self.extras_terms(g, s, s),
+                 "full": self.extras_terms(g, s + chunk / cp, s + 1)}
+
+        def mixed(name: str) -> np.ndarray:
+            with np.errstate(invalid="ignore"):  # inf·0 where the queue saturates: masked
+                return non_decreasing(np.where(share < 1, share * terms["full"][name]
+                                               + (1 - share) * terms["decode"][name], np.inf))
+
+        # Memory: activation workspace of a full step, the busiest rank's MoE buffers,
+        # communication buffers and the runtime's own memory.
+        memory = self.extras_memory(g, max_hot_share, self.budget)
         logits = (s * math.ceil(m.vocab_size / tp) * LOGIT_BYTES).astype(np.int64)
         extras = StageExtras(
             first_avg_ns=_to_ns_or_inf(mixed("embedding")),
@@ -510,12 +522,11 @@ class CostModel:
             last_full_ns=to_ns(non_decreasing(terms["full"]["lm_head"])),
             hop_avg_ns=_to_ns_or_inf(mixed("pp_comm")),
             hop_full_ns=to_ns(non_decreasing(terms["full"]["pp_comm"])),
-            mem_first=emb_bytes,
-            mem_last=head_bytes + logits,
-            mem_every=workspace + moe_buffers + comm + reserve,
-            memory_terms={"activation_workspace": workspace + moe_buffers,
-                          "comm_buffers": comm, "runtime_reserve": reserve,
-                          "embedding": emb_bytes, "lm_head": head_bytes},
+            mem_first=memory["embedding"],
+            mem_last=memory["lm_head"] + logits,
+            mem_every=(memory["activation_workspace"] + memory["comm_buffers"]
+                       + memory["runtime_reserve"]),
+            memory_terms=memory,
             terms=terms,
         )
         self._extras_cache[key] = extras

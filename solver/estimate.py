@@ -8,6 +8,7 @@ CP-SAT model states the same sums as constraints and is checked against it on ev
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
@@ -40,6 +41,14 @@ def rank_loads(loads: np.ndarray, ranks: tuple[tuple[int, ...], ...]) -> np.ndar
     replicas = np.bincount(flat, minlength=len(loads))
     per_slot = -(-loads[flat] // np.maximum(replicas[flat], 1))
     return np.bincount(owner, weights=per_slot, minlength=len(ranks)).astype(np.int64)
+
+
+@functools.lru_cache(maxsize=4096)
+def _greedy_sorted(loads: tuple[int, ...], ep: int, redundant: int
+                   ) -> tuple[tuple[int, ...], ...]:
+    """The EPLB greedy of loads sorted descending, once per multiset in the process (instances
+    of one model share their layers' loads)."""
+    return greedy_placement(np.array(loads, dtype=np.int64), ep, redundant).ranks
 
 
 def balanced_stages(num_layers: int, pp: int) -> tuple[Stage, ...]:
@@ -160,7 +169,6 @@ class Prepared:
         self.moe_layers = instance.model.moe_layers
         self.loads: list[np.ndarray] = layer_loads(instance.model, instance.expert_load)
         self.moe_index = {layer: i for i, layer in enumerate(self.moe_layers)}
-        self._greedy: dict[tuple, tuple[tuple[int, ...], ...]] = {}
 
     @cached_property
     def max_load_share(self) -> float:
@@ -179,16 +187,13 @@ class Prepared:
         """What an engine's EPLB does with ``redundant`` slots on ``ep`` ranks: DeepSeek's
         greedy (water-filling replication, then longest-processing-time packing), per layer;
         layers whose loads are permutations of each other share one run."""
-        out = {}
-        for layer in self.moe_layers:
-            loads = self.loads[self.moe_index[layer]]
-            order = np.argsort(-loads, kind="stable")
-            key = (tuple(int(v) for v in loads[order]), ep, redundant)
-            if key not in self._greedy:
-                self._greedy[key] = greedy_placement(loads[order], ep, redundant).ranks
-            out[layer] = tuple(tuple(sorted(int(order[e]) for e in r))
-                               for r in self._greedy[key])
-        return out
+        return {layer: self._eplb_layer(layer, ep, redundant) for layer in self.moe_layers}
+
+    def _eplb_layer(self, layer: int, ep: int, redundant: int) -> tuple[tuple[int, ...], ...]:
+        loads = self.loads[self.moe_index[layer]]
+        order = np.argsort(-loads, kind="stable")
+        ranks = _greedy_sorted(tuple(int(v) for v in loads[order]), ep, redundant)
+        return tuple(tuple(sorted(int(order[e]) for e in r)) for r in ranks)
 
     def placement_valid(self, ep: int, redundant: int) -> bool:
         slots = self.model.num_experts + redundant
@@ -213,10 +218,13 @@ class Prepared:
         d = plan.degrees
         if not self.moe_layers:
             return {}, "none (no MoE layers)"
-        placement = self.default_placement(d.ep, redundant)
         if plan.placement:
-            placement |= {p.layer: p.ranks for p in plan.placement if p.layer in self.moe_index}
-            return placement, "given"
+            given = {p.layer: p.ranks for p in plan.placement if p.layer in self.moe_index}
+            if len(given) < len(self.moe_layers):  # the default for the layers not given
+                default = self.default_placement(d.ep, redundant)
+                given = {layer: given.get(layer, default[layer]) for layer in self.moe_layers}
+            return given, "given"
+        placement = self.default_placement(d.ep, redundant)
         if self.placement_valid(d.ep, redundant):
             return placement, f"EPLB greedy with {redundant} redundant slots (default)"
         return placement, "contiguous blocks (the slot count is invalid for this ep)"

@@ -63,7 +63,7 @@ def default_redundant(search: SearchOptions, ep: int) -> int:
     return search.redundant_experts if ep > 1 else 0
 
 
-def _fits_node(span: int, gpus_per_node: int) -> bool:
+def fits_node(span: int, gpus_per_node: int) -> bool:
     """A group of ``span`` consecutive GPUs sits inside one node iff it tiles nodes exactly."""
     return span <= gpus_per_node and gpus_per_node % span == 0
 
@@ -123,7 +123,7 @@ def tp_divides_shared_width(x: Shape) -> Violation | None:
 def tp_within_node(x: Shape) -> Violation | None:
     """TP and CP groups exchange data every layer: inside a node unless allowed to cross."""
     g, gpn = x.grid, x.hw.gpus_per_node
-    if x.search.tp_cross_node or _fits_node(g.tp * g.cp, gpn):
+    if x.search.tp_cross_node or fits_node(g.tp * g.cp, gpn):
         return None
     return Violation("node_boundary", f"a TP·CP group of {g.tp}·{g.cp} = {g.tp * g.cp} GPUs does "
                      f"not fit inside {gpn}-GPU nodes (tp·cp must divide {gpn}; set "
@@ -134,7 +134,7 @@ def etp_within_node(x: Shape) -> Violation | None:
     """Expert tensor parallelism reduces partial sums every MoE layer, like TP: its group stays
     inside a node unless TP may cross nodes."""
     g, gpn = x.grid, x.hw.gpus_per_node
-    if x.search.tp_cross_node or g.etp == 1 or _fits_node(g.etp, gpn):
+    if x.search.tp_cross_node or g.etp == 1 or fits_node(g.etp, gpn):
         return None
     return Violation("node_boundary", f"an expert-TP group of etp = {g.etp} GPUs does not fit "
                      f"inside {gpn}-GPU nodes (etp must divide {gpn}; set search.tp_cross_node "
@@ -205,7 +205,7 @@ def moe_group_nests_tp(x: Shape) -> Violation | None:
 
 def ep_within_node(x: Shape) -> Violation | None:
     gpn, span = x.hw.gpus_per_node, x.moe_span
-    if not x.model.moe_layers or x.search.ep_cross_node or span == 1 or _fits_node(span, gpn):
+    if not x.model.moe_layers or x.search.ep_cross_node or span == 1 or fits_node(span, gpn):
         return None
     return Violation("node_boundary", f"an EP group spans etp·ep = {span} GPUs, which does not fit "
                      f"inside {gpn}-GPU nodes (search.ep_cross_node is false)", "degrees.ep")

@@ -149,6 +149,10 @@ class PlanSpace:
                 dp = n // (tp * cp)
                 if dp > self.bmax or (s.max_dp and dp > s.max_dp) or not self.allowed("dp", dp):
                     continue
+                # rules.tp_within_node, ahead of the expert loops it does not depend on
+                if not s.tp_cross_node and not rules.fits_node(
+                        tp * cp, self.instance.hardware.gpus_per_node):
+                    continue
                 for etp in divisors(n):
                     if m.moe_layers and width % etp:
                         continue

@@ -12,6 +12,10 @@ enumerating an unbounded plan space, and cap the instance sizes worth enumeratin
   ``gpus_per_instance`` GPUs its rate per GPU is at most ``max_batch / (overhead · gpus)``: a
   per-GPU target caps the size of any instance that can meet it.
 - **TPOT** is at least one step's overhead.
+- **Total rate.** Per ``(tp, cp)`` the same floor bounds tokens/s per GPU by
+  ``max_s s / (A(s) · tp · cp)``; the largest over the pairs allowed bounds every plan, so a
+  total-rate target needs at least ``rate / that`` GPUs (:func:`gpu_floor`) — INFEASIBLE at once
+  when that is above max GPUs.
 - **Per (tp, cp).** Attention, the dense FFN, norms, TP/CP communication and the embedding and
   LM head do the same work on a GPU whatever ``dp``, ``ep``, ``etp`` or ``pp``: one microbatch's
   step through all layers costs at least their sum ``A(s)``, and ``TPOT = pp·(M + …) >= A(s)``.
@@ -51,6 +55,13 @@ def rate_per_gpu_ceiling(prep: Prepared) -> float:
 
 def unreachable(prep: Prepared, goals: Goals) -> str | None:
     """Why no plan of any size can meet ``goals``, or None when these bounds cannot tell."""
+    floor = gpu_floor(prep, goals)
+    cap = min(goals.max_gpus or MAX_GPUS, MAX_GPUS)
+    if floor > cap:
+        return (f"min_output_tokens_per_s = {goals.min_rate_total:g} needs at least {floor:,} "
+                f"GPUs, above {'max_gpus' if goals.max_gpus else 'the limit of'} {cap:,} (no "
+                "GPU of any allowed grid emits more than "
+                f"{goals.min_rate_total / floor:.4g} tokens/s at the workload's batch range)")
     if goals.min_rate_per_gpu is not None:
         ceiling = rate_per_gpu_ceiling(prep)
         if goals.min_rate_per_gpu > ceiling:
@@ -115,6 +126,44 @@ def attention_floor_ns(prep: Prepared, tp: int, cp: int, s_max: int) -> np.ndarr
     return out + cm.overhead_ns
 
 
+def _floors(prep: Prepared) -> dict[tuple[int, int], np.ndarray]:
+    """``A(s)`` of every ``(tp, cp)`` of the space, for ``s`` up to what a rank can hold, cached
+    on the instance's preparation (several goal variants share it)."""
+    cache = prep.__dict__.setdefault("_attention_floors", {})
+    if not cache:
+        space = prep.space
+        s_max = max(1, min(space.s_stable, space.bmax))
+        for tp, cp in sorted({(tp, cp) for tp, cp, _, _ in space._factors}):
+            cache[tp, cp] = attention_floor_ns(prep, tp, cp, s_max)
+    return cache
+
+
+def rate_per_gpu_floor_bound(prep: Prepared, excluded: set[tuple[int, int]] = frozenset()
+                             ) -> float:
+    """Tokens/s per GPU no plan exceeds, by the attention floor: ``max s·1e9 / (A(s)·tp·cp)``
+    over the ``(tp, cp)`` pairs not excluded (0 when none is left)."""
+    best = 0.0
+    for (tp, cp), a in _floors(prep).items():
+        if (tp, cp) in excluded:
+            continue
+        s = np.arange(1, len(a) + 1, dtype=np.float64)
+        ok = a < timing.NEVER
+        if ok.any():
+            best = max(best, float((s[ok] * timing.NS_PER_S / (a[ok] * tp * cp)).max()))
+    return best
+
+
+def gpu_floor(prep: Prepared, goals: Goals) -> int:
+    """GPUs every plan meeting the total-rate target has at least (1 without that target)."""
+    if goals.min_rate_total is None:
+        return 1
+    ceiling = min(rate_per_gpu_floor_bound(prep), rate_per_gpu_ceiling(prep))
+    if ceiling <= 0:
+        return MAX_GPUS + 1
+    # float slack in the safe direction: never above the exact bound
+    return max(1, int(np.ceil(goals.min_rate_total * (1 - 1e-9) / ceiling)))
+
+
 def _no_expert(prep: Prepared, layer: int) -> HotRank | None:
     """A hot rank with no load: the expert terms vanish (they are not part of ``A``)."""
     return HotRank(0, 1) if prep.cm.moe[layer] else None
@@ -125,11 +174,9 @@ def excluded_tp_cp(prep: Prepared, goals: Goals) -> set[tuple[int, int]]:
     targets."""
     if goals.min_rate_per_gpu is None and goals.tpot_ns is None:
         return set()
-    space = prep.space
-    s_max = max(1, min(space.s_stable, space.bmax))
     out = set()
-    for tp, cp in {(tp, cp) for tp, cp, _, _ in space._factors}:
-        a = attention_floor_ns(prep, tp, cp, s_max)
+    for (tp, cp), a in _floors(prep).items():
+        s_max = len(a)
         ok = a < timing.NEVER
         if goals.tpot_ns is not None:
             ok &= a <= goals.tpot_ns

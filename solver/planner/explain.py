@@ -14,12 +14,12 @@ from collections.abc import Callable
 from fractions import Fraction
 
 from solver import timing
-from solver.planner.bounds import rate_per_gpu_ceiling, unreachable
+from solver.planner.bounds import gpu_floor, unreachable
 from solver.planner.candidates import Candidate
 from solver.planner.goals import TARGET_NAMES, Goals
 from solver.planner.partition import least_full, least_slowest
 from solver.planner.search import GridBank, Pool, fewest_gpus, key, slowest_cap
-from solver.schema import Explanation
+from solver.schema import MAX_GPUS, Explanation
 
 _TARGETS = ("ttft_ns", "tpot_ns", "min_rate_per_gpu", "min_rate_total")
 
@@ -56,6 +56,14 @@ def explain(bank: GridBank, goals: Goals, *, deadline: float, workers: int, seed
         if why is not None:
             conflicts.append(TARGET_NAMES[k])
             lines.append(why)
+        elif len(active) == 1:
+            # the search that called us proved these very goals infeasible: no re-solve needed
+            conflicts.append(TARGET_NAMES[k] + (" + max_gpus" if goals.max_gpus else ""))
+            floor = gpu_floor(prep, goals) if k == "min_rate_total" else 1
+            lines.append(f"{TARGET_NAMES[k]} alone is out of reach"
+                         + (limit or f" within the {MAX_GPUS:,}-GPU limit")
+                         + (f" (no plan has fewer than {floor:,} GPUs for that rate, by the "
+                            "per-GPU work bound)" if floor > 1 else ""))
         elif feasible(goals.only(k, "max_gpus")) == "INFEASIBLE":
             conflicts.append(TARGET_NAMES[k] + (" + max_gpus" if goals.max_gpus else ""))
             lines.append(f"{TARGET_NAMES[k]} alone is out of reach{limit}")
@@ -135,9 +143,6 @@ def _nearest(bank: GridBank, goals: Goals, within: Goals, deadline: float
                 r = c.rate_per_gpu(qh, got_h[0])
                 best_rate = r if best_rate is None else max(best_rate, r)
     nearest: dict[str, float] = {}
-    if best_rate is None and not pool.cands:
-        best_rate = Fraction(rate_per_gpu_ceiling(bank.prep)).limit_denominator(10**6)
-        complete = False
     if best_rate is not None:
         nearest["highest_output_tokens_per_s_per_gpu"] = float(best_rate)
     if best_ttft is not None:

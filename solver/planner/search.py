@@ -33,7 +33,7 @@ from ortools.sat.python import cp_model
 
 from solver import timing
 from solver.estimate import Prepared
-from solver.planner.bounds import excluded_tp_cp, size_cap, unreachable
+from solver.planner.bounds import excluded_tp_cp, gpu_floor, size_cap, unreachable
 from solver.planner.candidates import (
     INF,
     Candidate,
@@ -231,6 +231,10 @@ class Pool:
         GPUs: it only falls) leave out candidates whose every plan has more GPUs than that."""
         complete = self.bank.listed_upto(min(limit, self.size_cap), deadline, should_stop)
         bank = self.bank
+        # no plan may exceed max GPUs either: the same vectorised replica bound drops grids whose
+        # every plan would
+        cap = min(self.goals.max_gpus or MAX_GPUS, MAX_GPUS)
+        cutoff = cap if cutoff is None else min(cutoff, cap)
         while self._seen < len(bank.grids):
             check_stop(should_stop)  # a grid may cost a placement: check each one
             if self._seen % CHECK_EVERY == 0 and time.monotonic() >= deadline:
@@ -369,6 +373,7 @@ def fewest_gpus(pool: Pool, deadline: float, workers: int, seed: int,
                 hook: ImprovementHook | None = None) -> Outcome:
     if unreachable(pool.bank.prep, pool.goals) is not None:
         return Outcome("INFEASIBLE")
+    floor = gpu_floor(pool.bank.prep, pool.goals)  # every plan has at least this many GPUs
     best: Choice | None = None
     improving = 0
     residual: list[Candidate] = []
@@ -430,7 +435,7 @@ def fewest_gpus(pool: Pool, deadline: float, workers: int, seed: int,
             residual_lb = min(c.caps.gpu_lb for c in open_)
         else:
             residual_lb = INF
-        bound = min(outside, residual_lb)
+        bound = max(min(outside, residual_lb), floor)
         if best is not None and best.gpus <= bound:
             return Outcome("OPTIMAL", best, best.gpus, improving, ["fewest total GPUs"])
         if best is None and bound >= INF:
