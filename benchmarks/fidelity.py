@@ -377,6 +377,71 @@ def p3_deepseek_v3_sglang() -> list[Row]:
     return rows
 
 
+#: The LMSYS deployment as one two-pool plan (LMSYS, 2025-05-05): prefill 4 nodes EP32 with
+#: attention DP32 at 16,384 tokens per GPU per step; decode 9 nodes EP72 with attention DP72 and
+#: 256 sequences per GPU; 32 redundant experts, DeepEP, two-batch overlap (SGLang). Per node,
+#: published: prefill 54,543 input tok/s at 2,000-token prompts (headline 52.3k), decode 22,282
+#: output tok/s.
+P3_PAIR = {"prefill": {"degrees": {"dp": 32, "ep": 32}, "tokens_per_step": 16384,
+                       "redundant_experts": 32},
+           "decode": {"degrees": {"dp": 72, "ep": 72}, "batch": 72 * 256,
+                      "redundant_experts": 32}}
+P3_INSTANCE = ROOT / "instances" / "models" / "deepseek-v3-h100-disagg.yaml"
+
+
+def p3_pair() -> tuple[list[Row], dict[str, Any]]:
+    """LMSYS's prefill and decode nodes as one two-pool plan, estimated by the pair's cost model
+    (:func:`solver.disagg.evaluate`) at the load of instances/models/deepseek-v3-h100-disagg.yaml
+    (100 requests/s of 2,000 in / 100 out, TTFT <= 5 s, TPOT <= 100 ms); then what moeplan's
+    planner chooses for that load and SLA, both modes."""
+    from solver import disagg, planner
+    from solver.instance import load_instance
+    from solver.schema import DisaggPlan
+
+    inst = load_instance(P3_INSTANCE)
+    pair_inst = inst.model_copy(update={"serving": "disaggregated"})
+    plan = DisaggPlan.model_validate(P3_PAIR)
+    report = disagg.verify(pair_inst, plan)
+    ev = report.evaluation
+    rows = [
+        Row("published", "P3 pair, prefill pool EP32 (4 nodes), 2K prompts, two-pool estimate",
+            "input tok/s per node", 54543, float(ev.prefill_capacity) / 4,
+            f"headline 52.3k: ratio {float(ev.prefill_capacity) / 4 / 52300:.2f}"),
+        Row("published", "P3 pair, decode pool EP72 (9 nodes), 256 seq/GPU, two-pool estimate",
+            "output tok/s per node", 22282, float(ev.decode_capacity) / 9),
+    ]
+    result = planner.solve(inst)
+    m = ev.metrics
+    chosen = result.disagg_metrics
+    info = {
+        "rate_rps": float(ev.request_rate), "published_gpus": ev.gpus,
+        "published_ttft_s": m.ttft_s, "published_tpot_s": m.tpot_s,
+        "published_prefill_load": m.prefill_utilization,
+        "published_decode_load": m.decode_utilization,
+        "published_violations": [str(v) for v in report.violations],
+        "status": result.status, "chosen": result.comparison.chosen,
+        "aggregated_gpus": result.comparison.aggregated.gpus,
+        "aggregated_status": result.comparison.aggregated.status,
+        "aggregated_plan": None,
+        "disagg_gpus": result.comparison.disaggregated.gpus,
+        "disagg_status": result.comparison.disaggregated.status,
+        "prefill": result.disagg_plan.prefill.degrees.short() if result.disagg_plan else None,
+        "prefill_tokens": result.disagg_plan.prefill.tokens_per_step
+        if result.disagg_plan else None,
+        "decode": result.disagg_plan.decode.degrees.short() if result.disagg_plan else None,
+        "decode_batch": result.disagg_plan.decode.batch if result.disagg_plan else None,
+        "ttft_s": chosen.ttft_s if chosen else None,
+        "tpot_s": chosen.tpot_s if chosen else None,
+        "prefill_gpus": chosen.prefill_gpus if chosen else None,
+        "decode_gpus": chosen.decode_gpus if chosen else None,
+        "prefill_load": chosen.prefill_utilization if chosen else None,
+        "decode_load": chosen.decode_utilization if chosen else None,
+        "aggregated_ttft_s": result.comparison.aggregated.ttft_s,
+        "aggregated_tpot_s": result.comparison.aggregated.tpot_s,
+    }
+    return rows, info
+
+
 #: DeepEP's published low-latency kernel times (deepseek-ai/DeepEP, docs/legacy.md "Low-latency
 #: kernels with pure RDMA": H800, CX7 400 Gb/s InfiniBand, 128 tokens per rank, hidden 7168,
 #: top-8, FP8 dispatch, BF16 combine), µs: EP -> (dispatch, combine).
@@ -401,8 +466,9 @@ def deepep_check() -> list[dict[str, Any]]:
     return out
 
 
-def published_rows() -> list[Row]:
-    return [*p1_mlperf_mixtral(), *p2_qwen3_235b_h200(), *p3_deepseek_v3_sglang()]
+def published_rows(pair: list[Row] | None = None) -> list[Row]:
+    return [*p1_mlperf_mixtral(), *p2_qwen3_235b_h200(), *p3_deepseek_v3_sglang(),
+            *(pair or [])]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -415,7 +481,8 @@ def _f(x: float | None, fmt: str = ".1f") -> str:
 
 
 def markdown(published: list[Row], aic: list[dict[str, Any]],
-             deepep: list[dict[str, Any]] | None = None) -> str:
+             deepep: list[dict[str, Any]] | None = None,
+             pair: dict[str, Any] | None = None) -> str:
     lines = ["### Published deployments", "",
              "| row | metric | published | moeplan | ratio | note |",
              "|---|---|---:|---:|---:|---|"]
@@ -475,6 +542,30 @@ def markdown(published: list[Row], aic: list[dict[str, Any]],
         cells = " | ".join(f"{ag[g] / ka:.1f} / {og[g] / ko:.1f}" for g in GROUPS)
         lines.append(f"| {a['id']} | mixed, per 1k tokens | {cells} | "
                      f"{sum(ag.values()) / ka:.1f} / {sum(og.values()) / ko:.1f} |")
+    if pair:
+        lines += ["", "### Disaggregated: LMSYS's pair and moeplan's plan at the same load", "",
+                  f"{pair['rate_rps']:.0f} requests/s of 2,000 input / 100 output tokens, "
+                  "TTFT <= 5 s, TPOT <= 100 ms (instances/models/deepseek-v3-h100-disagg.yaml)."
+                  "", "",
+                  "| deployment | GPUs | prefill | decode | TTFT s | TPOT ms | prefill load | "
+                  "decode load | status |",
+                  "|---|---:|---|---|---:|---:|---:|---:|---|"]
+        pub = "; ".join(pair["published_violations"]) or "valid"
+        lines.append(
+            f"| LMSYS pair (published) | {pair['published_gpus']} | dp32 ep32 ×1, 16,384 tok | "
+            f"dp72 ep72 ×1, 256 seq/GPU | {pair['published_ttft_s']:.2f} | "
+            f"{pair['published_tpot_s'] * 1e3:.1f} | {pair['published_prefill_load']:.2f} | "
+            f"{pair['published_decode_load']:.2f} | {pub} |")
+        lines.append(
+            f"| moeplan, disaggregated | {pair['disagg_gpus']} | {pair['prefill']}, "
+            f"{pair['prefill_tokens']:,} tok ({pair['prefill_gpus']} GPUs) | {pair['decode']}, "
+            f"batch {pair['decode_batch']:,} ({pair['decode_gpus']} GPUs) | "
+            f"{pair['ttft_s']:.2f} | {pair['tpot_s'] * 1e3:.1f} | {pair['prefill_load']:.2f} | "
+            f"{pair['decode_load']:.2f} | {pair['disagg_status']} |")
+        lines.append(
+            f"| moeplan, aggregated | {pair['aggregated_gpus']} | - | - | "
+            f"{pair['aggregated_ttft_s']:.2f} | {pair['aggregated_tpot_s'] * 1e3:.1f} | - | - | "
+            f"{pair['aggregated_status']} |")
     if deepep:
         lines += ["", "### Decode dispatch + combine per MoE layer, DeepSeek-V3 shape", "",
                   "| EP | nodes | tokens per rank | moeplan µs | "
@@ -506,16 +597,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--docs", type=Path, help="splice the tables into this markdown file")
     ap.add_argument("--json", type=Path, help="write the rows as JSON")
     args = ap.parse_args(argv)
-    published = published_rows()
+    pair_rows, pair = p3_pair()
+    published = published_rows(pair_rows)
     aic = aic_rows()
     deepep = deepep_check()
-    text = markdown(published, aic, deepep)
+    text = markdown(published, aic, deepep, pair)
     print(text)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"published": [r.__dict__ | {"ratio": r.ratio}
                                                        for r in published], "aic": aic,
-                                         "deepep": deepep}, indent=1))
+                                         "deepep": deepep, "pair": pair}, indent=1))
     if args.docs:
         args.docs.write_text(splice(args.docs.read_text(), text))
     return 0

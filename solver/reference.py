@@ -30,13 +30,22 @@ from fractions import Fraction
 from typing import Literal
 
 from solver import timing
-from solver.estimate import Prepared, assemble, balanced_stages, evaluate
+from solver.estimate import Prepared, assemble, balanced_stages, batch_position, evaluate
 from solver.placement import (
     PLANNER_DETERMINISTIC_S,
     PLANNER_PLACEMENT_WORKERS,
     place_experts_cached,
 )
-from solver.schema import MAX_GPUS, Grid, Instance, LayerPlacement, Plan, Stage
+from solver.schema import (
+    MAX_GPUS,
+    DisaggPlan,
+    Grid,
+    Instance,
+    LayerPlacement,
+    Plan,
+    PrefillPlan,
+    Stage,
+)
 from solver.verify import verify
 
 ReferenceStatus = Literal["OPTIMAL", "INFEASIBLE", "TIMEOUT"]
@@ -200,3 +209,175 @@ def _fewest_replicas(prep: Prepared, batch: int, tpot: int, gpi: int, cap: int) 
         if target is None or timing.rate_meets(batch * r, tpot, 1, target):
             return r
     return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Two pools (serving: disaggregated)
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DisaggReferenceResult:
+    """OPTIMAL (``plan`` has the fewest GPUs of both pools, then the lowest TTFT), INFEASIBLE,
+    or TIMEOUT (``plan`` is the best found)."""
+
+    status: ReferenceStatus
+    gpus: int | None
+    plan: DisaggPlan | None
+    ttft_ns: int | None
+    plans_checked: int
+    time_s: float
+
+
+def _pool_grids(prep: Prepared, space, max_size: int, batches: range | None) -> list[Grid]:
+    """Every grid of a pool's space with at most ``max_size`` GPUs per instance, by plain
+    ranges (``batches`` None: the prefill pool, which has no batch)."""
+    inst = prep.instance
+    m, s, hw = inst.model, inst.search, inst.hardware
+    gpn = hw.gpus_per_node
+    tp_max = min(m.attention.num_heads, gpn * (TP_CROSS_NODE_MAX_NODES if s.tp_cross_node
+                                               else 1))
+    dp_max = max_size if batches is None else min(batches.stop - 1, max_size)
+    out = []
+    for tp, cp, dp, pp in itertools.product(range(1, tp_max + 1), range(1, max_size + 1),
+                                            range(1, dp_max + 1), range(1, m.num_layers + 1)):
+        n = tp * cp * dp
+        if n * pp > max_size:
+            continue
+        for etp in range(1, n + 1):
+            for ep in range(1, n // etp + 1):
+                if n % (etp * ep):
+                    continue
+                g = Grid(tp, cp, dp, ep, etp, n // (etp * ep), pp)
+                red = space.redundant(ep)
+                if batches is None:
+                    if space.violations(g, 1, red):
+                        continue
+                elif not any(not space.violations(g, b, red) for b in batches):
+                    continue
+                out.append(g)
+    out.sort(key=lambda g: (g.gpus_per_instance, g))
+    return out
+
+
+def reference_disagg_search(instance: Instance, *, max_gpus: int | None = None,
+                            time_limit_s: float | None = None,
+                            max_plans: int | None = None) -> DisaggReferenceResult:
+    """The lexicographic optimum over every two-pool plan :func:`solver.disagg.verify` accepts
+    with at most ``max_gpus`` GPUs in all (default: the target's max_gpus, else 64): fewest
+    GPUs, then lowest TTFT (at the planned rate every plan with the same GPUs has the same
+    output tokens/s per GPU). Plain enumeration of each pool — every grid, batch or token
+    choice, contiguous partition and replica count — then every pair; shares with the planner
+    only the cost model (:mod:`solver.pools`, :func:`solver.disagg.pair_figures`), the pools'
+    plan spaces and the placement sub-model."""
+    from solver import disagg
+    from solver.pool_space import PoolSpace
+    from solver.pools import PoolCosts, prefill_stage_sums, receivers
+
+    start = time.perf_counter()
+    prep = Prepared(instance)
+    pools = PoolCosts(prep)
+    t = instance.workload.targets
+    cap = min(max_gpus or t.max_gpus or 64, MAX_GPUS)
+    if t.min_output_tokens_per_s_per_gpu is not None:
+        cap = min(cap, int(Fraction(t.min_output_tokens_per_s)
+                           / Fraction(t.min_output_tokens_per_s_per_gpu)))
+    budget = prep.cm.memory_budget
+    tpot_limit = None if t.max_tpot_s is None else timing.seconds_to_ns_floor(t.max_tpot_s)
+    ttft_limit = None if t.max_ttft_s is None else timing.seconds_to_ns_floor(t.max_ttft_s)
+    checked = 0
+    timed_out = False
+
+    def out_of_time() -> bool:
+        return (max_plans is not None and checked >= max_plans) or (
+            time_limit_s is not None and time.perf_counter() - start > time_limit_s)
+
+    # -- every decode plan: (GPUs, receivers) -> a plan --
+    dspace = PoolSpace(instance, "decode")
+    lo, hi = instance.workload.batch_bounds
+    batches = range(lo, hi + 1)
+    decode: dict[tuple[int, int], Plan] = {}
+    for g in _pool_grids(prep, dspace, cap - 1, batches):
+        red = dspace.redundant(g.ep)
+        placement = _placement(prep, g.ep, red)
+        hot = prep.hot_from_placement({p.layer: p.ranks for p in placement or ()})
+        for batch in batches:
+            if dspace.violations(g, batch, red):
+                continue
+            s = batch_position(g, batch)[1]
+            costs = pools.decode_layer_costs(g, hot, s)
+            extras = pools.decode_extras(g, hot, s)
+            for stages in compositions(instance.model.num_layers, g.pp):
+                checked += 1
+                if out_of_time():
+                    timed_out = True
+                    break
+                res = pools.decode_result(costs, extras, [(st.first_layer, st.last_layer)
+                                                          for st in stages], g, batch)
+                if res.peak_mem_bytes > budget or (tpot_limit is not None
+                                                   and res.tpot_ns > tpot_limit):
+                    continue
+                for r in range(1, (cap - 1) // g.gpus_per_instance + 1):
+                    if not dspace.allowed("replicas", r) or not timing.rate_meets(
+                            batch * r, res.tpot_ns, 1, t.min_output_tokens_per_s):
+                        continue
+                    key = (g.gpus_per_instance * r, receivers(prep.cm, g))
+                    if key not in decode:
+                        decode[key] = Plan(degrees=g.degrees(r), batch=batch,
+                                           redundant_experts=red, stages=stages,
+                                           placement=placement)
+    receiver_counts = sorted({r for _, r in decode})
+    # -- every prefill plan: (GPUs, decode receivers) -> (least TTFT, plan) --
+    pspace = PoolSpace(instance, "prefill")
+    prefill: dict[tuple[int, int], tuple[int, PrefillPlan]] = {}
+    for g in ([] if timed_out else _pool_grids(prep, pspace, cap - 1, None)):
+        red = pspace.redundant(g.ep)
+        placement = _placement(prep, g.ep, red)
+        hot = prep.hot_from_placement({p.layer: p.ranks for p in placement or ()})
+        gc = pools.prefill_grid(g, hot, red)
+        for j, tokens in enumerate(gc.tokens):
+            for stages in compositions(instance.model.num_layers, g.pp):
+                checked += 1
+                if out_of_time():
+                    timed_out = True
+                    break
+                res = prefill_stage_sums(gc, j, [(st.first_layer, st.last_layer)
+                                                 for st in stages])
+                if res.peak_mem_bytes > budget:
+                    continue
+                for r in range(1, (cap - 1) // g.gpus_per_instance + 1):
+                    if not pspace.allowed("replicas", r):
+                        continue
+                    for recv in receiver_counts:
+                        _, wait, _, _, ttft = disagg.pair_figures(prep, pools, gc, j, res, r,
+                                                                  recv)
+                        if wait is None or (ttft_limit is not None and ttft > ttft_limit):
+                            continue
+                        key = (g.gpus_per_instance * r, recv)
+                        if key not in prefill or ttft < prefill[key][0]:
+                            prefill[key] = (ttft, PrefillPlan(
+                                degrees=g.degrees(r), tokens_per_step=tokens,
+                                redundant_experts=red, stages=stages, placement=placement))
+    # -- every pair --
+    best: tuple[tuple[int, int], DisaggPlan] | None = None
+    for (gd, recv), dplan in decode.items():
+        for (gp, precv), (ttft, pplan) in prefill.items():
+            if precv != recv or gd + gp > cap:
+                continue
+            key = (gd + gp, ttft)
+            if best is None or key < best[0]:
+                best = (key, DisaggPlan(prefill=pplan, decode=dplan))
+    if best is not None:
+        report = disagg.verify(prep, best[1])
+        if not report.valid:
+            raise ReferenceMismatch(
+                "the two-pool reference's screen accepted a plan verify rejects: "
+                + "; ".join(str(v) for v in report.violations))
+        if report.evaluation.ttft_ns != best[0][1]:
+            raise ReferenceMismatch(f"TTFT {best[0][1]} vs verify's {report.evaluation.ttft_ns}")
+    status: ReferenceStatus = "TIMEOUT" if timed_out else (
+        "OPTIMAL" if best is not None else "INFEASIBLE")
+    return DisaggReferenceResult(
+        status=status, gpus=best[0][0] if best else None, plan=best[1] if best else None,
+        ttft_ns=best[0][1] if best else None, plans_checked=checked,
+        time_s=time.perf_counter() - start)

@@ -647,6 +647,79 @@ class Plan(Strict):
 
 
 # ----------------------------------------------------------------------------------------------
+# Disaggregated serving: a prefill pool and a decode pool (docs/cost-model.md, "Disaggregated
+# serving"; the planner in docs/solver.md, "Two pools")
+# ----------------------------------------------------------------------------------------------
+
+ServingMode = Literal["aggregated", "disaggregated", "best"]
+
+#: Prompt tokens per attention-DP rank and prefill step the planner chooses from by default (the
+#: prefill pool's batch; SGLang's prefill servers run 8,192-16,384 per GPU).
+DEFAULT_PREFILL_TOKENS = (1024, 2048, 4096, 8192, 16384)
+#: Most values of disaggregation.prefill_tokens (each is a candidate of every prefill grid).
+MAX_PREFILL_TOKEN_CHOICES = 64
+
+
+class DisaggregationOptions(Strict):
+    """What the two pools of a disaggregated deployment may choose beyond their degrees."""
+
+    prefill_tokens: tuple[Annotated[Int, Field(gt=0, le=MAX_SEQ_LEN)], ...] = Field(
+        DEFAULT_PREFILL_TOKENS, min_length=1, max_length=MAX_PREFILL_TOKEN_CHOICES,
+        description="Prompt tokens each attention-DP rank of the prefill pool processes per step "
+        "(its batch: SGLang --chunked-prefill-size / --max-prefill-tokens per DP rank, vLLM "
+        "--max-num-batched-tokens of a prefill instance); the planner chooses one of these.",
+    )
+    kv_transfer: Literal["layerwise", "after_prefill"] = Field(
+        "layerwise", description="'layerwise': a layer's KV cache leaves as soon as the prefill "
+        "has computed it, overlapping the rest of the prefill (SGLang/Mooncake, LMCache, NIXL "
+        "layer-wise); 'after_prefill': the whole KV cache leaves after the prefill.",
+    )
+
+    @field_validator("prefill_tokens", mode="after")
+    @classmethod
+    def _sorted_unique(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if len(set(v)) != len(v):
+            raise ValueError("prefill_tokens has duplicates")
+        return tuple(sorted(v))
+
+
+class PrefillPlan(Strict):
+    """The prefill pool of a disaggregated plan: prefill-only instances. ``stages`` and
+    ``placement`` may be omitted (balanced stages, the EPLB placement)."""
+
+    degrees: Degrees = Field(description="Parallel degrees and replicas of the prefill pool.")
+    tokens_per_step: Int = Field(
+        gt=0, le=MAX_SEQ_LEN, description="Prompt tokens each attention-DP rank prefills per "
+        "step (whole prompts and chunks of longer ones; SGLang --chunked-prefill-size per DP "
+        "rank).")
+    redundant_experts: Int | None = Field(
+        None, ge=0, le=MAX_EXPERTS, description="Redundant expert slots per MoE layer of this "
+        "pool. Default: the instance's search.redundant_experts when ep > 1, none when ep = 1.")
+    stages: tuple[Stage, ...] | None = Field(None, description="Layers of each pipeline stage.")
+    placement: tuple[LayerPlacement, ...] | None = Field(
+        None, description="Expert placement per MoE layer.")
+
+
+class DisaggPlan(Strict):
+    """A disaggregated deployment: a prefill pool and a decode pool on the same GPU type; each
+    request is prefilled in the first, its KV cache sent over the inter-node link, and decoded in
+    the second."""
+
+    prefill: PrefillPlan = Field(description="The prefill pool.")
+    decode: Plan = Field(description="The decode pool (batch = concurrent sequences per decode "
+                         "instance).")
+    claimed_total_gpus: Int | None = Field(
+        None, gt=0, description="Total GPUs of both pools the author claims (checked).")
+    claimed_metrics: dict[str, float] | None = Field(
+        None, description="Metrics the author claims, by DisaggMetrics key (checked by verify).")
+    note: str = Field("", max_length=4000, description="Free text from the author.")
+
+    @property
+    def gpus(self) -> int:
+        return self.prefill.degrees.gpus + self.decode.degrees.gpus
+
+
+# ----------------------------------------------------------------------------------------------
 # Instance
 # ----------------------------------------------------------------------------------------------
 
@@ -664,9 +737,31 @@ class Instance(Strict):
     expert_load: ExpertLoad = Field(default_factory=ExpertLoad, description="Expert load.")
     search: SearchOptions = Field(default_factory=SearchOptions, description="Search options.")
     claimed_plan: Plan | None = Field(None, description="A proposed plan, for verify.")
+    serving: ServingMode = Field(
+        "aggregated", description="'aggregated': one pool serves prefill and decode (continuous "
+        "batching, chunked prefill); 'disaggregated': a prefill pool and a decode pool with KV "
+        "transfer between them; 'best': plan both and return the one with fewer GPUs, with both "
+        "figures. Disaggregated planning needs workload.targets.min_output_tokens_per_s: both "
+        "pools are sized for the request rate it implies.")
+    disaggregation: DisaggregationOptions = Field(
+        default_factory=DisaggregationOptions,
+        description="Choices of the two pools of a disaggregated deployment.")
+    claimed_disagg_plan: DisaggPlan | None = Field(
+        None, description="A proposed disaggregated plan (prefill and decode pool), for verify.")
 
     @model_validator(mode="after")
     def _check(self) -> Instance:
+        if self.serving != "aggregated" and \
+                self.workload.targets.min_output_tokens_per_s is None:
+            raise ValueError(
+                f"workload.targets.min_output_tokens_per_s: required with serving: "
+                f"{self.serving} (both pools are sized for the request rate it implies: "
+                "min_output_tokens_per_s / output_len requests/s)")
+        dplan = self.claimed_disagg_plan
+        if dplan is not None and max(dplan.prefill.degrees.gpus, dplan.decode.degrees.gpus,
+                                     dplan.gpus) > MAX_GPUS:
+            raise ValueError(f"claimed_disagg_plan: {dplan.gpus} GPUs in the two pools, above "
+                             f"the limit of {MAX_GPUS}")
         load = self.expert_load
         if load.kind == "measured" and load.counts is not None:
             n_moe = len(self.model.moe_layers)
@@ -752,6 +847,67 @@ class Explanation(Strict):
     )
 
 
+class DisaggMetrics(Strict):
+    """What a disaggregated plan achieves under the cost model (docs/cost-model.md,
+    "Disaggregated serving"), at the planned request rate (min_output_tokens_per_s /
+    output_len): every figure of the pair, and the pools' capacities."""
+
+    ttft_s: Float = Field(description="Time to first token of a maximum-length prompt at the "
+                          "planned rate: prefill-pool queueing + its prefill + the exposed KV "
+                          "transfer, s. TTFT targets apply to this figure.")
+    ttft_queue_s: Float = Field(description="Mean wait for a prefill server (M/D/1), s.")
+    ttft_prefill_s: Float = Field(description="The prompt's own prefill steps, s.")
+    kv_transfer_s: Float = Field(description="The part of the KV-cache transfer not hidden "
+                                 "behind the prefill, s.")
+    ttft_idle_s: Float = Field(description="TTFT on an idle prefill pool (no queueing), s.")
+    tpot_s: Float = Field(description="Time per output token of the decode pool (decode-only "
+                          "steps: no prefill interference), s.")
+    output_tokens_per_s: Float = Field(description="Output tokens/s the deployment serves at the "
+                                       "planned rate.")
+    output_tokens_per_s_per_gpu: Float = Field(description="Output tokens/s at the planned rate "
+                                               "per GPU of both pools.")
+    tokens_per_s_per_user: Float = Field(description="Output tokens/s one user sees (1/TPOT).")
+    requests_per_s: Float = Field(description="The planned request rate.")
+    decode_output_tokens_per_s: Float = Field(description="What the decode pool sustains at its "
+                                              "batch: replicas · batch / TPOT.")
+    decode_utilization: Float = Field(description="Planned output rate / decode capacity.")
+    prefill_input_tokens_per_s: Float = Field(description="What the prefill pool sustains: "
+                                              "replicas · dp · tokens per step / step time.")
+    prefill_utilization: Float = Field(description="Planned input rate / prefill capacity (the "
+                                       "prefill queue's utilisation ρ).")
+    prefill_gpus: Int = Field(description="GPUs of the prefill pool.")
+    decode_gpus: Int = Field(description="GPUs of the decode pool.")
+    prefill_peak_memory_gb: Float = Field(description="Fullest GPU of the prefill pool, GB.")
+    decode_peak_memory_gb: Float = Field(description="Fullest GPU of the decode pool, GB.")
+    kv_transfer_gb: Float = Field(description="KV cache of a maximum-length prompt sent from "
+                                  "prefill to decode, GB.")
+    kv_transfer_streams: Int = Field(description="Inter-node links the transfer uses in "
+                                     "parallel: min(prefill, decode) GPUs holding distinct KV.")
+
+
+class ServingFigures(Strict):
+    """One serving mode's answer, for the side-by-side comparison of ``serving: best``."""
+
+    status: SolveStatus = Field(description="That mode's solve status.")
+    gpus: Int | None = Field(None, description="GPUs of its best plan.")
+    bound: Int | None = Field(None, description="Its proved lower bound on GPUs.")
+    ttft_s: Float | None = Field(None, description="TTFT of its plan, s.")
+    tpot_s: Float | None = Field(None, description="TPOT of its plan, s.")
+    output_tokens_per_s_per_gpu: Float | None = Field(
+        None, description="Output tokens/s per GPU of its plan (aggregated: at its batch; "
+        "disaggregated: at the planned rate).")
+    solve_time_s: Float = Field(description="Wall time of that solve, s.")
+
+
+class ServingComparison(Strict):
+    """``serving: best``: the aggregated and the disaggregated answer side by side."""
+
+    chosen: Literal["aggregated", "disaggregated"] = Field(description="The mode returned.")
+    reason: str = Field(description="Why, in one sentence.")
+    aggregated: ServingFigures = Field(description="The aggregated answer.")
+    disaggregated: ServingFigures = Field(description="The disaggregated answer.")
+
+
 class SolveResult(Strict):
     """The planner's answer: a plan with its proof status, or INFEASIBLE with an explanation."""
 
@@ -776,3 +932,12 @@ class SolveResult(Strict):
     explanation: Explanation | None = Field(None, description="For INFEASIBLE: why.")
     advice: str = Field("", description="For UNKNOWN or FEASIBLE: what to change to get a proof.")
     improving_solutions: Int = Field(0, ge=0, description="Improving solutions CP-SAT found.")
+    serving: Literal["aggregated", "disaggregated"] = Field(
+        "aggregated", description="What answers: one aggregated pool (plan, metrics) or a "
+        "prefill and a decode pool (disagg_plan, disagg_metrics; metrics then holds the pair's "
+        "figures at the planned rate and plan is unset).")
+    disagg_plan: DisaggPlan | None = Field(None, description="The best disaggregated plan.")
+    disagg_metrics: DisaggMetrics | None = Field(
+        None, description="Metrics of the disaggregated plan (cost model).")
+    comparison: ServingComparison | None = Field(
+        None, description="serving: best: both modes' answers side by side.")

@@ -144,3 +144,94 @@ def max_slowest_for_replicas(replicas: int, batch: int, min_total_rate: float, p
 def max_round_for_ttft(target_ns: int, rounds: Fraction) -> int:
     """Largest round time with ``ttft_ns(rounds, round) <= target_ns``."""
     return math.floor(target_ns / rounds)
+
+
+# -- disaggregated serving: the prefill pool's queue and the KV transfer ----------------------
+#
+# docs/cost-model.md, "Disaggregated serving". A prefill pool of ``replicas`` instances, each
+# with ``pp`` pipeline microbatches of ``dp`` attention-DP ranks, is ``replicas·pp·dp`` servers;
+# a server prefills ``tokens`` prompt tokens per round (``pp`` steps of ``step_ns``: the
+# slowest stage, the hop and the step overhead). Requests arrive at the planned rate λ
+# (Poisson, FCFS); a typical prompt needs ``input_len / tokens`` rounds of service, a fixed
+# number: an M/D/1 queue per server, as in the aggregated model.
+
+
+def planned_request_rate(min_output_tokens_per_s: float, output_len: int) -> Fraction:
+    """λ, requests/s: the total-rate target over the output length (exact)."""
+    return Fraction(min_output_tokens_per_s) / output_len
+
+
+def prefill_step_ns(slowest_ns: int, pp: int, hop_ns: int, overhead_ns: int) -> int:
+    """The cadence of a prefill pool: one step of its slowest stage, hop and overhead."""
+    return slowest_ns + (hop_ns if pp > 1 else 0) + overhead_ns
+
+
+def prefill_capacity(replicas: int, dp: int, tokens: int, step_ns: int) -> Fraction:
+    """Input tokens/s a prefill pool sustains (exact)."""
+    return Fraction(replicas * dp * tokens * NS_PER_S, step_ns)
+
+
+def prefill_load(request_rate: Fraction, input_len: int, replicas: int, dp: int, tokens: int,
+                 step_ns: int) -> Fraction:
+    """ρ: the planned input tokens/s over the pool's capacity."""
+    return request_rate * input_len / prefill_capacity(replicas, dp, tokens, step_ns)
+
+
+def prefill_wait_ns(rho: Fraction, input_len: int, tokens: int, pp: int, step_ns: int
+                    ) -> Fraction | None:
+    """Mean wait for a prefill server (M/D/1, Pollaczek–Khinchine: ρ·S / (2(1 − ρ)) with the
+    service ``S = input_len/tokens`` rounds of ``pp·step_ns``); None when ρ ≥ 1."""
+    if rho >= 1:
+        return None
+    service = Fraction(input_len, tokens) * pp * step_ns
+    return rho * service / (2 * (1 - rho))
+
+
+def prefill_own_ns(max_input: int, tokens: int, round_full_ns: int) -> int:
+    """A maximum-length prompt's own prefill: ``⌈max_input / tokens⌉`` rounds, each its own
+    step carrying it through every stage (:func:`round_ns`)."""
+    return math.ceil(max_input / tokens) * round_full_ns
+
+
+def prefill_ttft_ns(wait_ns: Fraction, own_ns: int) -> int:
+    """Queueing plus the prompt's own prefill, whole nanoseconds (the KV transfer is added by
+    the caller: it depends on both pools)."""
+    return math.ceil(wait_ns) + own_ns
+
+
+def prefill_replicas_needed(request_rate: Fraction, input_len: int, dp: int, tokens: int,
+                            pp: int, step_ns: int, own_ns: int, budget_ns: int | None
+                            ) -> int | None:
+    """The fewest prefill instances with ρ < 1 and ``prefill_ttft_ns <= budget_ns`` (the exact
+    inverse: with ``a = ρ·replicas``, the wait is ``a·S / (2(replicas − a))``, so the budget
+    holds iff ``replicas >= a + a·S / (2·(budget − own))``); None when no count does."""
+    a = request_rate * input_len * step_ns / (dp * tokens * NS_PER_S)
+    if budget_ns is None:
+        return math.floor(a) + 1
+    slack = budget_ns - own_ns
+    if slack <= 0:
+        return None
+    service = Fraction(input_len, tokens) * pp * step_ns
+    return max(1, math.ceil(a + a * service / (2 * slack)))
+
+
+def kv_transfer_ns(layer_bytes: list[float], streams: int, bandwidth_bytes_s: float,
+                   latency_s: float, layer_compute_ns: list[int] | None) -> int:
+    """The exposed part of one request's KV transfer, ns. Each layer's bytes go over
+    ``streams`` links in parallel at ``bandwidth_bytes_s`` each. Without overlap
+    (``layer_compute_ns`` None) the whole transfer is exposed. Layer-wise, layer ``l`` leaves
+    once its compute in the prompt's last step is done and the link is free: a two-machine flow
+    shop with the layers in order, whose transfers end ``max_j (Σ_{l>=j} x_l − Σ_{l>j} c_l)``
+    after the compute does (the exact completion time of the ordered flow shop). Plus one
+    latency."""
+    x = [b / (streams * bandwidth_bytes_s) for b in layer_bytes]
+    if layer_compute_ns is None:
+        exposed = sum(x)
+    else:
+        c = [v / NS_PER_S for v in layer_compute_ns]
+        exposed, tail_x, tail_c = 0.0, 0.0, 0.0
+        for j in range(len(x) - 1, -1, -1):  # suffix sums: Σ_{l>=j} x, Σ_{l>j} c
+            tail_x += x[j]
+            exposed = max(exposed, tail_x - tail_c)
+            tail_c += c[j]
+    return math.ceil((latency_s + exposed) * NS_PER_S - 1e-6)

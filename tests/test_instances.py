@@ -189,6 +189,8 @@ FEASIBLE_PLANS: dict[str, tuple[dict[str, int], int]] = {
     "deepseek-v3-h200-powerlaw.yaml": ({"dp": 16, "ep": 16, "replicas": 4}, 256),
     "mixtral-8x7b-mlperf-offline.yaml": ({"replicas": 8}, 490),
     "kimi-k2-h200-powerlaw.yaml": ({"dp": 16, "ep": 16, "replicas": 13}, 384),
+    # serving: best; its two-pool plans are checked in tests/test_disagg_interfaces.py
+    "deepseek-v3-h100-disagg.yaml": ({"dp": 32, "ep": 32, "replicas": 2}, 608),
 }
 
 

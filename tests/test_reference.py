@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from solver.estimate import evaluate
+from solver.estimate import Prepared, evaluate
 from solver.hardware import load_hardware_preset
 from solver.reference import compositions, grids, reference_search
 from solver.schema import (
@@ -21,7 +21,6 @@ from solver.schema import (
     Targets,
     Workload,
 )
-from solver.estimate import Prepared
 from solver.space import PlanSpace
 from solver.verify import verify
 

@@ -111,7 +111,15 @@ def solve(
 
     ``on_improvement`` receives a FEASIBLE :class:`SolveResult` for each improving plan; the final
     answer is the return value. ``should_stop`` is polled during the search; when it turns true
-    the solve raises :class:`Cancelled`."""
+    the solve raises :class:`Cancelled`.
+
+    ``serving: disaggregated`` or ``best`` instances go to the two-pool planner
+    (:mod:`solver.planner.disagg`); the answer says which kind of plan it holds."""
+    if instance.serving != "aggregated":
+        from solver.planner.disagg import solve_serving
+
+        return solve_serving(instance, time_limit_s=time_limit_s, workers=workers,
+                             on_improvement=on_improvement, should_stop=should_stop)
     start = time.monotonic()
     search = instance.search
     if time_limit_s is not None or workers is not None:

@@ -187,3 +187,27 @@ def excluded_tp_cp(prep: Prepared, goals: Goals) -> set[tuple[int, int]]:
         if not ok.any():
             out.add((tp, cp))
     return out
+
+
+def step_attention_floor_ns(prep: Prepared, tp: int, cp: int, n_dec: np.ndarray,
+                            n_pf: np.ndarray, pairs: float) -> np.ndarray:
+    """Σ_layers of the attention-side terms of a step with ``n_dec`` decode and ``n_pf`` prefill
+    tokens (attention, dense FFN, norms, TP/CP communication: the same on every GPU of a
+    ``(tp, cp)`` grid whatever its other degrees), the least of pricing the step whole and as two
+    halves; ns, rounded down (a lower bound on every such grid's step; the two-pool planner's
+    pools use it, :mod:`solver.planner.disagg_decode` and :mod:`solver.planner.disagg_prefill`)."""
+    cm = prep.cm
+    grid = Grid(tp, cp, 1, 1, 1, tp * cp, 1)
+    total = np.zeros(len(n_pf))
+    by_kind: dict[int, np.ndarray] = {}
+    for layer in range(prep.model.num_layers):
+        kind = cm.kind[layer]
+        if kind not in by_kind:
+            hot = _no_expert(prep, layer)
+            parts = []
+            for splits in ((1, 2) if cm.two_batch else (1,)):
+                t = cm.layer_terms(layer, grid, hot, n_dec, n_pf, pairs, splits=splits)
+                parts.append(sum(v for k, v in t.items() if k in _ATTENTION_SIDE))
+            by_kind[kind] = np.minimum.reduce(parts)
+        total = total + by_kind[kind]
+    return np.floor(total * timing.NS_PER_S).astype(np.int64)
