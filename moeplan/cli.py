@@ -37,7 +37,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from moeplan import __version__, render
+from moeplan import __version__, oneline, render
 from solver.instance import InputError, load_instance, parse_plan_arg, validation_error
 from solver.schema import MAX_TIME_LIMIT_S, Instance, Plan, SolveResult
 
@@ -216,6 +216,29 @@ def load_instance_arg(path: str) -> Instance:
         raise as_input_error(exc, "instance") from None
 
 
+def oneline_or_file(path: str | None, *, write_instance: Path | None = None,
+                    **flags: Any) -> Instance:
+    """The instance of ``path``, or of the one-line flags (moeplan.oneline); not both."""
+    if path is not None:
+        if oneline.given(**flags) or write_instance is not None:
+            raise InputError("INSTANCE: give an instance file or the one-line flags "
+                             "(--model --gpu ...), not both", "instance")
+        return load_instance_arg(path)
+    if not oneline.given(**flags):
+        raise InputError("INSTANCE: required: an instance file, or the one-line flags "
+                         "(--model --gpu --isl --osl ...)", "instance")
+    doc = oneline.instance_document(**flags)
+    try:
+        from solver.instance import instance_from_dict
+
+        instance = instance_from_dict(doc)
+    except ValueError as exc:
+        raise as_input_error(exc, "instance") from None
+    if write_instance is not None:
+        oneline.write_instance(doc, write_instance)
+    return instance
+
+
 def plan_arg(instance: Instance, plan_text: str | None) -> Plan:
     """The plan given by ``--plan`` (spec string or file), else the instance's claimed plan."""
     if plan_text is None:
@@ -385,9 +408,14 @@ def estimate_cmd(
     as_json: JsonOption = False,
 ) -> None:
     """Metrics of a plan with the breakdown of its memory and time (cost model, no solving)."""
+    from moeplan import cmd_disagg
     from solver.verify import verify
 
     instance = load_instance_arg(instance_path)
+    two_pools = cmd_disagg.disagg_plan_arg(instance, plan)
+    if two_pools is not None:  # a prefill and a decode pool
+        cmd_disagg.estimate(instance, two_pools, as_json, _console(), emit_json, _stderr_line)
+        return
     chosen = plan_arg(instance, plan)
     report = verify(instance, chosen)  # evaluates the plan once and checks it
     evaluation = report.evaluation
@@ -414,12 +442,19 @@ def verify_cmd(
 ) -> None:
     """Check a plan against every rule (exit 1 if it breaks any).
 
-    Without --plan, checks the instance's claimed_plan.
+    Without --plan, checks the instance's claimed_plan (claimed_disagg_plan for a two-pool
+    plan). A two-pool plan: a plan file, or --plan "prefill:dp=8,ep=8,tokens=8192;decode:...".
     """
+    from moeplan import cmd_disagg
     from solver import contract
     from solver.verify import verify
 
     instance = load_instance_arg(instance_path)
+    two_pools = cmd_disagg.disagg_plan_arg(instance, plan)
+    if two_pools is not None:  # a prefill and a decode pool
+        if not cmd_disagg.verify(instance, two_pools, as_json, _console(), emit_json):
+            raise typer.Exit(EXIT_NEGATIVE)
+        return
     chosen = plan_arg(instance, plan)
     report = verify(instance, chosen)
     estimate = None
@@ -448,6 +483,11 @@ class SchemaWhat(str, Enum):
     estimate = "estimate"
     model = "model"
     presets = "presets"
+    disagg_plan = "disagg-plan"
+    disagg_estimate = "disagg-estimate"
+    export = "export"
+    disagg_export = "disagg-export"
+    pareto = "pareto"
 
 
 def document_schema(what: str) -> dict[str, Any]:
@@ -462,7 +502,9 @@ def schema_cmd(
     what: Annotated[SchemaWhat, typer.Option(
         "--what", help="Which document: instance (the file moeplan reads), plan (solve --out), "
         "solve / result (solve --json), verify (verify --json), estimate (estimate --json), "
-        "model (model --json) or presets (presets --json).",
+        "model (model --json), presets (presets --json), disagg-plan (solve --out of a "
+        "two-pool answer), disagg-estimate (estimate --json of a two-pool plan), export or "
+        "disagg-export (export --json of a plan or a two-pool plan), pareto.",
     )] = SchemaWhat.instance,
 ) -> None:
     """JSON Schema of an instance (default) or of a document moeplan writes."""
@@ -532,7 +574,12 @@ def solve_document(instance: Instance, result: SolveResult) -> dict[str, Any]:
     estimate = None
     if result.plan is not None:
         estimate = contract.estimate_document(instance, evaluate(instance, result.plan))
-    return contract.dump(contract.solve_out(result, estimate))
+    doc = contract.dump(contract.solve_out(result, estimate))
+    if result.disagg_plan is not None:  # serving: disaggregated (or best, answered so)
+        from moeplan import cmd_disagg
+
+        doc["disagg_estimate"] = cmd_disagg.solve_estimate(instance, result)
+    return doc
 
 
 def _check_out_path(out: Path) -> None:
@@ -572,7 +619,9 @@ def _solve_remote(
 
 @command("solve")
 def solve_cmd(
-    instance_path: InstanceArg,
+    instance_path: Annotated[str | None, typer.Argument(
+        metavar="[INSTANCE]", help="Instance file (YAML or JSON), or the one-line flags.",
+        show_default=False)] = None,
     as_json: JsonOption = False,
     time_limit: Annotated[float | None, typer.Option(
         "--time-limit", metavar="SECONDS",
@@ -584,8 +633,15 @@ def solve_cmd(
     )] = None,
     server: Annotated[str | None, typer.Option(
         "--server", metavar="HOST:PORT", help="Solve on a moeplan gRPC server.")] = None,
+    model: oneline.Model = None, gpu: oneline.Gpu = None, isl: oneline.Isl = None,
+    osl: oneline.Osl = None, ttft: oneline.Ttft = None, tpot: oneline.Tpot = None,
+    rate: oneline.Rate = None, max_gpus: oneline.MaxGpus = None, engine: oneline.Engine = None,
+    write_instance: oneline.WriteInstance = None,
 ) -> None:
     """Find the plan with the fewest GPUs that meets every target, proved optimal.
+
+    Give an INSTANCE file, or the question in one line: --model --gpu --isl --osl [--ttft
+    --tpot --rate --max-gpus --engine] (--write-instance FILE saves it as an instance file).
 
     Exit 1 when no plan exists (INFEASIBLE, with an explanation) or none was found in time.
     """
@@ -601,7 +657,9 @@ def solve_cmd(
         _check_out_path(out)
     if server is not None:
         _check_server(server)
-    instance = load_instance_arg(instance_path)
+    instance = oneline_or_file(instance_path, model=model, gpu=gpu, isl=isl, osl=osl, ttft=ttft,
+                               tpot=tpot, rate=rate, max_gpus=max_gpus, engine=engine,
+                               write_instance=write_instance)
 
     if server is not None:
         result = _solve_remote(server, instance, time_limit, workers)
@@ -623,6 +681,10 @@ def solve_cmd(
                 out.write_text(text + "\n", encoding="utf-8")
             except OSError as exc:
                 raise InputError(f"--out: cannot write {out} ({exc.strerror})", "out") from None
+    elif result.disagg_plan is not None:
+        from moeplan import cmd_disagg
+
+        cmd_disagg.after_solve(instance, result, out, _stderr_line)
     elif out is not None:
         _stderr_line(f"warning: no plan to write to {out} ({result.status})")
 
@@ -631,7 +693,7 @@ def solve_cmd(
         emit_json(doc)
     else:
         render.render_solve(_console(), doc)
-    if result.plan is None:
+    if result.plan is None and result.disagg_plan is None:
         raise typer.Exit(EXIT_NEGATIVE)
 
 
@@ -641,7 +703,8 @@ def solve_cmd(
 # (gRPC, matplotlib, Ray) lazily inside the command functions.
 # ----------------------------------------------------------------------------------------------
 
-for _module in ("moeplan.cmd_serve", "moeplan.cmd_bench"):
+for _module in ("moeplan.cmd_serve", "moeplan.cmd_bench", "moeplan.cmd_export",
+                "moeplan.cmd_pareto"):
     try:
         importlib.import_module(_module)
     except ModuleNotFoundError as _exc:  # a command module not written yet

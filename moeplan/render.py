@@ -376,6 +376,18 @@ def render_solve(console: Console, doc: Mapping[str, Any]) -> None:
     """Everything ``moeplan solve`` prints for a person, from its ``--json`` document."""
     render_solve_header(console, doc)
     console.print()
+    if doc.get("comparison") or doc.get("disagg_estimate"):  # serving: disaggregated | best
+        from moeplan.render_disagg import render_comparison, render_pools
+
+        if doc.get("comparison"):
+            render_comparison(console, doc["comparison"])
+            console.print()
+        if doc.get("disagg_estimate"):
+            render_pools(console, doc["disagg_estimate"])
+            if doc.get("experts"):
+                console.print()
+                render_experts(console, doc["experts"])
+            return
     estimate = doc.get("estimate")
     if estimate is None:
         if doc["status"] == "INFEASIBLE" or doc.get("explanation"):

@@ -31,9 +31,9 @@ from grpc_status import rpc_status
 from service import convert
 from service._gen.moeplan.v1 import planner_pb2 as pb
 from service._gen.moeplan.v1 import planner_pb2_grpc as pb_grpc
-from solver.contract import EstimateOut, VerifyOut
+from solver.contract import DisaggEstimateOut, EstimateOut, VerifyOut
 from solver.instance import InputError
-from solver.schema import HardwareSpec, Instance, ModelSpec, Plan, SolveResult
+from solver.schema import DisaggPlan, HardwareSpec, Instance, ModelSpec, Plan, SolveResult
 
 TOKEN_ENV = "MOEPLAN_TOKEN"
 TLS_CA_ENV = "MOEPLAN_TLS_CA"
@@ -145,6 +145,13 @@ def _plan_request(cls: Any, instance: Instance, plan: Plan | None) -> Any:
     return request
 
 
+def _disagg_request(cls: Any, instance: Instance, plan: DisaggPlan) -> Any:
+    from service.disagg import disagg_plan_to_proto
+
+    return cls(instance=convert.instance_to_proto(instance),
+               disagg_plan=disagg_plan_to_proto(plan))
+
+
 def _presets(response: pb.ListPresetsResponse) -> dict[str, list[dict[str, Any]]]:
     return {
         "models": [{
@@ -228,9 +235,75 @@ class PlannerClient:
                               _plan_request(pb.EstimateRequest, instance, plan), timeout_s)
         return convert.estimate_from_proto(response.estimate)
 
+    def verify_disagg(self, instance: Instance, plan: DisaggPlan, *,
+                      timeout_s: float | None = 60.0) -> VerifyOut:
+        """The verify document of a two-pool plan (its estimate in ``disagg_estimate``)."""
+        response = self._call(self._stub.Verify, _disagg_request(pb.VerifyRequest, instance,
+                                                                 plan), timeout_s)
+        return convert.verify_from_proto(response)
+
+    def estimate_disagg(self, instance: Instance, plan: DisaggPlan, *,
+                        timeout_s: float | None = 60.0) -> DisaggEstimateOut:
+        """The estimate document of a two-pool plan."""
+        from service.disagg import disagg_estimate_from_proto
+
+        response = self._call(self._stub.Estimate, _disagg_request(pb.EstimateRequest,
+                                                                   instance, plan), timeout_s)
+        return disagg_estimate_from_proto(response.disagg_estimate)
+
     def list_presets(self, *, timeout_s: float | None = 60.0) -> dict[str, list[dict[str, Any]]]:
         """``{"models": [...], "hardware": [...]}``, each preset with its pydantic spec."""
         return _presets(self._call(self._stub.ListPresets, pb.ListPresetsRequest(), timeout_s))
+
+    def export(self, instance: Instance, plan: Plan | DisaggPlan, engine: str = "vllm", *,
+               model_path: str | None = None, kv_backend: str | None = None,
+               timeout_s: float | None = 60.0) -> Any:
+        """The export document (``moeplan export --json``) of the plan on ``engine``: an
+        ``ExportOut``, or a ``DisaggExportOut`` for a two-pool plan."""
+        request = pb.ExportRequest(instance=convert.instance_to_proto(instance),
+                                   engine=pb.EngineName.Value(f"ENGINE_NAME_{engine.upper()}"))
+        if isinstance(plan, DisaggPlan):
+            from service.disagg import disagg_plan_to_proto
+
+            request.disagg_plan.CopyFrom(disagg_plan_to_proto(plan))
+        else:
+            request.plan.CopyFrom(convert.plan_to_proto(plan))
+        if model_path is not None:
+            request.model_path = model_path
+        if kv_backend is not None:
+            request.kv_backend = kv_backend
+        response = self._call(self._stub.Export, request, timeout_s)
+        if response.HasField("disagg_export"):
+            from service.disagg import disagg_export_from_proto
+
+            return disagg_export_from_proto(response.disagg_export)
+        return convert.export_from_proto(response)
+
+    def pareto(self, instance: Instance, *, frontier: str = "rate", points: int | None = None,
+               time_limit_s: float | None = None, timeout_s: float | None = None,
+               chosen: bool | None = None) -> Iterator[Any]:
+        """Yield each frontier point (``ParetoPointOut``) as it is proved, then the summary
+        (``ParetoOut``). Closing the iterator early cancels the call and the search."""
+        request = pb.ParetoRequest(instance=convert.instance_to_proto(instance),
+                                   frontier=pb.Frontier.Value(f"FRONTIER_{frontier.upper()}"))
+        if points is not None:
+            request.points = points
+        if time_limit_s is not None:
+            request.time_limit_s = time_limit_s
+        if chosen is not None:
+            request.chosen = chosen
+        timeout = timeout_s if timeout_s is not None else (time_limit_s or 60.0) * 1.5 + 30
+        call = self._stub.Pareto(request, timeout=timeout, metadata=self._metadata)
+        try:
+            for message in call:
+                if message.HasField("point"):
+                    yield convert.pareto_point_from_proto(message.point)
+                else:
+                    yield convert.pareto_from_proto(message.summary)
+        except grpc.RpcError as error:
+            raise self._error(error) from None
+        finally:
+            call.cancel()
 
     def close(self) -> None:
         self._channel.close()

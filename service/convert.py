@@ -410,3 +410,57 @@ def verify_to_proto(doc: contract.VerifyOut | dict[str, Any]) -> pb.VerifyRespon
 def verify_from_proto(msg: pb.VerifyResponse) -> contract.VerifyOut:
     """A ``VerifyResponse`` as the verify document ``moeplan verify --json`` prints."""
     return contract.VerifyOut.model_validate(message_to_dict(msg, strict=False, nulls=True))
+
+
+# ----------------------------------------------------------------------------------------------
+# Export and Pareto: ExportOut <-> ExportResponse, ParetoOut <-> ParetoSummary
+# ----------------------------------------------------------------------------------------------
+
+
+def export_to_proto(doc: contract.ExportOut) -> pb.ExportResponse:
+    return fill_message(pb.ExportResponse(), _document(doc))
+
+
+def export_from_proto(msg: pb.ExportResponse) -> contract.ExportOut:
+    """An aggregated plan's export (a two-pool plan's is ``msg.disagg_export``,
+    :func:`service.disagg.disagg_export_from_proto`)."""
+    data = message_to_dict(msg, strict=False, nulls=True)
+    data.pop("disagg_export", None)
+    return contract.ExportOut.model_validate(data)
+
+
+def pareto_point_to_proto(doc: contract.ParetoPointOut) -> pb.ParetoPoint:
+    return fill_message(pb.ParetoPoint(), _document(doc))
+
+
+def _pareto_plans(data: dict[str, Any], msg: pb.ParetoPoint | pb.ParetoChosen) -> dict[str, Any]:
+    """A point's (or the chosen plan's) plans read as requests read them; its serving
+    ("aggregated" when unset, as in messages of servers without two-pool frontiers)."""
+    from solver.disagg import disagg_plan_from_dict
+
+    data["plan"] = plan_from_proto(msg.plan) if msg.HasField("plan") else None
+    data["disagg_plan"] = (disagg_plan_from_dict(message_to_dict(msg.disagg_plan, "disagg_plan"))
+                           if msg.HasField("disagg_plan") else None)
+    data["serving"] = data.get("serving") or "aggregated"
+    return data
+
+
+def pareto_point_from_proto(msg: pb.ParetoPoint) -> contract.ParetoPointOut:
+    data = message_to_dict(msg, strict=False, nulls=True)
+    return contract.ParetoPointOut.model_validate(_pareto_plans(data, msg))
+
+
+def pareto_to_proto(doc: contract.ParetoOut) -> pb.ParetoSummary:
+    data = _document(doc)
+    data["instance"] = doc.instance.model_dump(exclude_unset=True)  # as instance_to_proto
+    return fill_message(pb.ParetoSummary(), data)
+
+
+def pareto_from_proto(msg: pb.ParetoSummary) -> contract.ParetoOut:
+    data = message_to_dict(msg, strict=False, nulls=True)
+    data["instance"] = instance_from_proto(msg.instance)
+    data["points"] = [pareto_point_from_proto(p) for p in msg.points]
+    data["serving"] = data.get("serving") or "aggregated"
+    if msg.HasField("chosen"):
+        data["chosen"] = _pareto_plans(data["chosen"], msg.chosen)
+    return contract.ParetoOut.model_validate(data)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import grpc
 from ortools import __version__ as ORTOOLS_VERSION
 
-from service import convert
+from service import convert, disagg
 from service._gen.moeplan.v1 import planner_pb2 as pb
 from service._gen.moeplan.v1 import planner_pb2_grpc as pb_grpc
 from service.errors import rpc_errors
@@ -28,7 +28,7 @@ from service.workers import DeadlineTooShort, SolveJob, WorkerPool
 from solver import contract
 from solver.instance import InputError
 from solver.planner import TIE_BREAKS
-from solver.schema import MAX_TIME_LIMIT_S, Instance, Plan, SolveResult
+from solver.schema import MAX_TIME_LIMIT_S, DisaggPlan, Instance, Plan, SolveResult
 
 log = logging.getLogger("moeplan.service")
 
@@ -145,6 +145,9 @@ class PlannerServicer(pb_grpc.PlannerServicer):
                 estimate = None  # not after a timeout: the deadline leaves no time for it
                 if result.plan is not None and kind == "done":
                     estimate = await asyncio.to_thread(_plan_estimate, instance, result.plan)
+                elif result.disagg_plan is not None and kind == "done":  # two pools
+                    estimate = await asyncio.to_thread(disagg.estimate_message, instance,
+                                                       result.disagg_plan)
                 yield True, result, estimate
                 return
 
@@ -155,7 +158,7 @@ class PlannerServicer(pb_grpc.PlannerServicer):
             async for final, result, estimate in results:
                 if final:
                     return pb.SolveResponse(result=convert.solve_result_to_proto(result),
-                                            estimate=estimate)
+                                            **_estimate_field(estimate))
         raise RuntimeError("the solve ended without a final result")
 
     @rpc_errors
@@ -165,15 +168,18 @@ class PlannerServicer(pb_grpc.PlannerServicer):
             async for final, result, estimate in results:
                 yield pb.SolveStreamResponse(final=final,
                                              result=convert.solve_result_to_proto(result),
-                                             estimate=estimate)
+                                             **_estimate_field(estimate))
 
     # -- Verify / Estimate --
 
     @staticmethod
     def _instance_and_plan(request: pb.VerifyRequest | pb.EstimateRequest,
-                           ) -> tuple[Instance, Plan]:
+                           ) -> tuple[Instance, Plan | DisaggPlan]:
         convert.check_request(request)
         instance = convert.instance_from_proto(request.instance)
+        two_pools = disagg.requested_plan(request, instance)
+        if two_pools is not None:
+            return instance, two_pools
         if request.HasField("plan"):
             return instance, convert.plan_from_proto(request.plan)
         if instance.claimed_plan is None:
@@ -185,6 +191,8 @@ class PlannerServicer(pb_grpc.PlannerServicer):
         from solver.verify import verify
 
         instance, plan = cls._instance_and_plan(request)
+        if isinstance(plan, DisaggPlan):
+            return disagg.verify_response(instance, plan)
         report = verify(instance, plan)
         estimate = None
         if report.evaluation is not None:
@@ -194,6 +202,8 @@ class PlannerServicer(pb_grpc.PlannerServicer):
     @classmethod
     def _estimate(cls, request: pb.EstimateRequest) -> pb.EstimateResponse:
         instance, plan = cls._instance_and_plan(request)
+        if isinstance(plan, DisaggPlan):
+            return pb.EstimateResponse(disagg_estimate=disagg.estimate_message(instance, plan))
         return pb.EstimateResponse(estimate=_plan_estimate(instance, plan))
 
     @rpc_errors
@@ -206,6 +216,105 @@ class PlannerServicer(pb_grpc.PlannerServicer):
                        ) -> pb.EstimateResponse:
         return await asyncio.to_thread(self._estimate, request)
 
+    # -- Export / Pareto (docs/export.md, docs/pareto.md) --
+
+    @staticmethod
+    def _export(request: pb.ExportRequest) -> pb.ExportResponse:
+        from solver.export import export_plan
+
+        convert.check_request(request)
+        instance = convert.instance_from_proto(request.instance)
+        plan: Plan | DisaggPlan
+        if request.HasField("disagg_plan"):
+            if request.HasField("plan"):
+                raise InputError("disagg_plan: give plan or disagg_plan, not both", "disagg_plan")
+            plan = disagg.disagg_plan_from_proto(request.disagg_plan)
+        elif request.HasField("plan"):
+            plan = convert.plan_from_proto(request.plan)
+        else:
+            raise InputError("plan: required, the plan to export", "plan")
+        engine = convert._enum_to_literal(pb.EngineName.DESCRIPTOR, request.engine) or "vllm"
+        doc = export_plan(instance, plan, engine,
+                          model_path=request.model_path if request.HasField("model_path")
+                          else None,
+                          kv_backend=request.kv_backend if request.HasField("kv_backend")
+                          else None)
+        if isinstance(plan, DisaggPlan):
+            return pb.ExportResponse(disagg_export=disagg.disagg_export_to_proto(doc))
+        return convert.export_to_proto(doc)
+
+    @rpc_errors
+    async def Export(self, request: pb.ExportRequest, context: grpc.aio.ServicerContext,
+                     ) -> pb.ExportResponse:
+        return await asyncio.to_thread(self._export, request)
+
+    @rpc_errors
+    async def Pareto(self, request: pb.ParetoRequest, context: grpc.aio.ServicerContext,
+                     ) -> AsyncIterator[pb.ParetoResponse]:
+        """The frontier search runs on a thread (its CP-SAT and numpy work release the GIL);
+        points stream as they are proved; a cancelled call sets the stop flag it polls."""
+        import threading
+
+        from solver.planner.pareto import DEFAULT_POINTS, DEFAULT_STEP, check_serving, pareto
+
+        convert.check_request(request)
+        instance = convert.instance_from_proto(request.instance)
+        limit = request.time_limit_s if request.HasField("time_limit_s") else min(
+            60.0, self.limits.max_time_limit_s)
+        if not (math.isfinite(limit) and 0 < limit <= self.limits.max_time_limit_s):
+            raise InputError(f"time_limit_s: must be in (0, {self.limits.max_time_limit_s:g}] "
+                             f"seconds, got {limit}", "time_limit_s")
+        remaining = context.time_remaining()
+        if remaining is not None:
+            limit = min(limit, max(MIN_SOLVE_S, remaining - max(
+                DEADLINE_MARGIN_SHARE * remaining, DEADLINE_MARGIN_MIN_S)))
+        points = request.points if request.HasField("points") else DEFAULT_POINTS
+        if not 1 <= points <= 256:
+            raise InputError(f"points: must be in [1, 256], got {points}", "points")
+        batch = None
+        if request.HasField("batch"):
+            b = request.batch
+            batch = (b.min if b.HasField("min") else 1, b.max if b.HasField("max") else 65536)
+        frontier = {0: "rate", 1: "rate", 2: "gpus"}.get(request.frontier)
+        if frontier is None:
+            raise InputError(f"frontier: unknown value {request.frontier}", "frontier")
+        if request.serving not in pb.FrontierServing.values():
+            raise InputError(f"serving: unknown value {request.serving}", "serving")
+        serving = convert._enum_to_literal(pb.FrontierServing.DESCRIPTOR, request.serving)
+        check_serving(instance, frontier, serving)  # before the stream starts
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        stop = threading.Event()
+
+        def run() -> None:
+            try:
+                doc = pareto(
+                    instance, frontier=frontier, points=points,
+                    step=request.step if request.HasField("step") else DEFAULT_STEP,
+                    time_limit_s=limit, batch=batch,
+                    chosen=request.chosen if request.HasField("chosen") else True,
+                    serving=serving,
+                    on_point=lambda p: loop.call_soon_threadsafe(queue.put_nowait, ("point", p)),
+                    should_stop=stop.is_set)
+                loop.call_soon_threadsafe(queue.put_nowait, ("done", doc))
+            except BaseException as exc:  # handed to the event loop, raised there
+                loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
+
+        worker = threading.Thread(target=run, name="moeplan-pareto", daemon=True)
+        worker.start()
+        try:
+            while True:
+                kind, item = await queue.get()
+                if kind == "point":
+                    yield pb.ParetoResponse(point=convert.pareto_point_to_proto(item))
+                elif kind == "done":
+                    yield pb.ParetoResponse(summary=convert.pareto_to_proto(item))
+                    return
+                else:
+                    raise item
+        finally:
+            stop.set()
+
     # -- ListPresets --
 
     @rpc_errors
@@ -215,6 +324,13 @@ class PlannerServicer(pb_grpc.PlannerServicer):
         if self._presets is None:
             self._presets = await asyncio.to_thread(presets_response)
         return self._presets
+
+
+def _estimate_field(estimate: pb.Estimate | pb.DisaggEstimate | None) -> dict:
+    """The response field an estimate goes in: ``estimate`` or ``disagg_estimate``."""
+    if isinstance(estimate, pb.DisaggEstimate):
+        return {"disagg_estimate": estimate}
+    return {"estimate": estimate}
 
 
 def _plan_estimate(instance: Instance, plan: Plan) -> pb.Estimate:

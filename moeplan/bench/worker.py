@@ -72,6 +72,10 @@ def _run_instance(path: str, sha: str, options: BenchOptions) -> dict[str, Any]:
         # of stages and placements everywhere.
         rec["plan"] = contract.dump(contract.plan_file(plan))
         rec["placement"] = placement_summary(result.experts, plan.degrees.ep)
+    elif result.disagg_plan is not None:  # serving: disaggregated (or best, answered so)
+        rec["plan"] = contract.dump(contract.disagg_plan_file(result.disagg_plan))
+        rec["placement"] = placement_summary(result.experts,
+                                             result.disagg_plan.decode.degrees.ep)
     if options.reference:
         rec["reference"] = _reference(instance, options)
         rec["same_gpus"] = same_gpus(result.status, result.objective, rec["reference"])
@@ -83,18 +87,27 @@ def _run_instance(path: str, sha: str, options: BenchOptions) -> dict[str, Any]:
 
 
 def _reference(instance: Any, options: BenchOptions) -> dict[str, Any]:
-    from solver.reference import reference_search
+    from solver.reference import reference_disagg_search, reference_search
 
     start = time.perf_counter()
     out: dict[str, Any] = {"time_limit_s": options.reference_time_limit_s,
                            "max_plans": options.reference_max_plans}
+    # a two-pool instance has the two-pool reference; serving: best both (the fewer GPUs)
+    searches = {"aggregated": (reference_search,), "disaggregated": (reference_disagg_search,),
+                "best": (reference_search, reference_disagg_search)}[instance.serving]
     try:
-        ref = reference_search(instance, max_plans=options.reference_max_plans,
-                               time_limit_s=options.reference_time_limit_s)
+        refs = [search(instance.model_copy(update={"serving": "disaggregated"})
+                       if search is reference_disagg_search else instance,
+                       max_plans=options.reference_max_plans,
+                       time_limit_s=options.reference_time_limit_s) for search in searches]
+        ref = min(refs, key=lambda r: ({"OPTIMAL": 0, "TIMEOUT": 1, "INFEASIBLE": 2}[r.status],
+                                       r.gpus or 0))
+        if any(r.status == "TIMEOUT" for r in refs) and ref.status != "INFEASIBLE":
+            ref = next(r for r in refs if r.status == "TIMEOUT")
     except Exception as exc:  # a disagreement inside the reference is a finding, not a crash
         out.update(status="ERROR", gpus=None, time_s=time.perf_counter() - start,
                    plans_checked=None, error=one_line(f"{type(exc).__name__}: {exc}"))
         return out
-    out.update(status=ref.status, gpus=ref.gpus, time_s=ref.time_s,
-               plans_checked=ref.plans_checked)
+    out.update(status=ref.status, gpus=ref.gpus, time_s=sum(r.time_s for r in refs),
+               plans_checked=sum(r.plans_checked for r in refs))
     return out

@@ -38,7 +38,7 @@ from solver.planner.model import Choice, PlannerModel
 from solver.planner.partition import least_full, least_slowest
 
 __all__ = ["CHECK_EVERY", "WATCHDOG_GRACE_S", "Cancelled", "GridBank", "Outcome", "Pool",
-           "best_rate", "check_stop", "fewest_gpus", "key", "resolve", "run_cpsat",
+           "best_rate", "check_stop", "cpsat_one", "fewest_gpus", "key", "resolve", "run_cpsat",
            "slowest_cap", "tie_breaks", "watchdog"]
 
 
@@ -256,17 +256,21 @@ def best_rate(c: Candidate, r: int, pool: Pool, deadline: float, workers: int, s
         m, cuts = got
         choice: Choice | None = Choice(c, tuple(cuts), q, r)
         if not c.meets(goals, q, m, c.times(cuts)[1]):
-            choice, ok = _cpsat_one(c, q, r, pool, deadline, workers, seed, should_stop,
-                                    "slowest")
+            choice, ok = cpsat_one(c, q, r, pool, deadline, workers, seed, should_stop,
+                                   "slowest")
             proved = proved and ok
         if choice is not None and (best is None or key(choice) < key(best)):
             best = choice
     return best, proved
 
 
-def _cpsat_one(c: Candidate, q: int, r: int, pool: Pool, deadline: float, workers: int,
-               seed: int, should_stop, objective: str, slowest_max: int | None = None
-               ) -> tuple[Choice | None, bool]:
+def cpsat_one(c: Candidate, q: int, r: int, pool: Pool, deadline: float, workers: int,
+              seed: int, should_stop, objective: str, slowest_max: int | None = None
+              ) -> tuple[Choice | None, bool]:
+    """Candidate ``c`` at batch ``q`` and ``r`` replicas by the one-candidate CP-SAT model
+    (the TTFT-coupled case): the least slowest stage (``objective="slowest"``) or the least
+    round (``"round"``, with ``slowest <= slowest_max``); the plan found or None, and whether
+    that answer is proved (OPTIMAL, or None by INFEASIBLE)."""
     pm = PlannerModel([c], pool.goals, pool.forbidden, q=q, replicas=r)
     v = pm.vars[0]
     if slowest_max is not None:
@@ -324,8 +328,8 @@ def tie_breaks(pool: Pool, outcome: Outcome, deadline: float, workers: int, seed
             if c.rate_per_gpu(q, m) != target:
                 continue
             if not c.meets(pool.goals, q, m, f):
-                alt, ok = _cpsat_one(c, q, r, pool, deadline, workers, seed, should_stop,
-                                     "round", slowest_max=m_star)
+                alt, ok = cpsat_one(c, q, r, pool, deadline, workers, seed, should_stop,
+                                    "round", slowest_max=m_star)
                 ttft_proved = ttft_proved and ok
                 if alt is None:
                     continue

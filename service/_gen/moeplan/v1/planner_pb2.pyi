@@ -53,6 +53,38 @@ class SolveStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SOLVE_STATUS_FEASIBLE: _ClassVar[SolveStatus]
     SOLVE_STATUS_INFEASIBLE: _ClassVar[SolveStatus]
     SOLVE_STATUS_UNKNOWN: _ClassVar[SolveStatus]
+
+class Frontier(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FRONTIER_UNSPECIFIED: _ClassVar[Frontier]
+    FRONTIER_RATE: _ClassVar[Frontier]
+    FRONTIER_GPUS: _ClassVar[Frontier]
+
+class FrontierServing(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FRONTIER_SERVING_UNSPECIFIED: _ClassVar[FrontierServing]
+    FRONTIER_SERVING_AGGREGATED: _ClassVar[FrontierServing]
+    FRONTIER_SERVING_DISAGGREGATED: _ClassVar[FrontierServing]
+    FRONTIER_SERVING_BOTH: _ClassVar[FrontierServing]
+
+class ServingMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SERVING_MODE_UNSPECIFIED: _ClassVar[ServingMode]
+    SERVING_MODE_AGGREGATED: _ClassVar[ServingMode]
+    SERVING_MODE_DISAGGREGATED: _ClassVar[ServingMode]
+    SERVING_MODE_BEST: _ClassVar[ServingMode]
+
+class KvTransfer(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    KV_TRANSFER_UNSPECIFIED: _ClassVar[KvTransfer]
+    KV_TRANSFER_LAYERWISE: _ClassVar[KvTransfer]
+    KV_TRANSFER_AFTER_PREFILL: _ClassVar[KvTransfer]
+
+class Pool(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    POOL_UNSPECIFIED: _ClassVar[Pool]
+    POOL_PREFILL: _ClassVar[Pool]
+    POOL_DECODE: _ClassVar[Pool]
 PRECISION_UNSPECIFIED: Precision
 PRECISION_FP32: Precision
 PRECISION_BF16: Precision
@@ -81,6 +113,23 @@ SOLVE_STATUS_OPTIMAL: SolveStatus
 SOLVE_STATUS_FEASIBLE: SolveStatus
 SOLVE_STATUS_INFEASIBLE: SolveStatus
 SOLVE_STATUS_UNKNOWN: SolveStatus
+FRONTIER_UNSPECIFIED: Frontier
+FRONTIER_RATE: Frontier
+FRONTIER_GPUS: Frontier
+FRONTIER_SERVING_UNSPECIFIED: FrontierServing
+FRONTIER_SERVING_AGGREGATED: FrontierServing
+FRONTIER_SERVING_DISAGGREGATED: FrontierServing
+FRONTIER_SERVING_BOTH: FrontierServing
+SERVING_MODE_UNSPECIFIED: ServingMode
+SERVING_MODE_AGGREGATED: ServingMode
+SERVING_MODE_DISAGGREGATED: ServingMode
+SERVING_MODE_BEST: ServingMode
+KV_TRANSFER_UNSPECIFIED: KvTransfer
+KV_TRANSFER_LAYERWISE: KvTransfer
+KV_TRANSFER_AFTER_PREFILL: KvTransfer
+POOL_UNSPECIFIED: Pool
+POOL_PREFILL: Pool
+POOL_DECODE: Pool
 
 class SolveRequest(_message.Message):
     __slots__ = ("instance", "time_limit_s", "workers")
@@ -93,58 +142,70 @@ class SolveRequest(_message.Message):
     def __init__(self, instance: _Optional[_Union[Instance, _Mapping]] = ..., time_limit_s: _Optional[float] = ..., workers: _Optional[int] = ...) -> None: ...
 
 class SolveResponse(_message.Message):
-    __slots__ = ("result", "estimate")
+    __slots__ = ("result", "estimate", "disagg_estimate")
     RESULT_FIELD_NUMBER: _ClassVar[int]
     ESTIMATE_FIELD_NUMBER: _ClassVar[int]
+    DISAGG_ESTIMATE_FIELD_NUMBER: _ClassVar[int]
     result: SolveResult
     estimate: Estimate
-    def __init__(self, result: _Optional[_Union[SolveResult, _Mapping]] = ..., estimate: _Optional[_Union[Estimate, _Mapping]] = ...) -> None: ...
+    disagg_estimate: DisaggEstimate
+    def __init__(self, result: _Optional[_Union[SolveResult, _Mapping]] = ..., estimate: _Optional[_Union[Estimate, _Mapping]] = ..., disagg_estimate: _Optional[_Union[DisaggEstimate, _Mapping]] = ...) -> None: ...
 
 class SolveStreamResponse(_message.Message):
-    __slots__ = ("final", "result", "estimate")
+    __slots__ = ("final", "result", "estimate", "disagg_estimate")
     FINAL_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     ESTIMATE_FIELD_NUMBER: _ClassVar[int]
+    DISAGG_ESTIMATE_FIELD_NUMBER: _ClassVar[int]
     final: bool
     result: SolveResult
     estimate: Estimate
-    def __init__(self, final: _Optional[bool] = ..., result: _Optional[_Union[SolveResult, _Mapping]] = ..., estimate: _Optional[_Union[Estimate, _Mapping]] = ...) -> None: ...
+    disagg_estimate: DisaggEstimate
+    def __init__(self, final: _Optional[bool] = ..., result: _Optional[_Union[SolveResult, _Mapping]] = ..., estimate: _Optional[_Union[Estimate, _Mapping]] = ..., disagg_estimate: _Optional[_Union[DisaggEstimate, _Mapping]] = ...) -> None: ...
 
 class VerifyRequest(_message.Message):
-    __slots__ = ("instance", "plan")
+    __slots__ = ("instance", "plan", "disagg_plan")
     INSTANCE_FIELD_NUMBER: _ClassVar[int]
     PLAN_FIELD_NUMBER: _ClassVar[int]
+    DISAGG_PLAN_FIELD_NUMBER: _ClassVar[int]
     instance: Instance
     plan: Plan
-    def __init__(self, instance: _Optional[_Union[Instance, _Mapping]] = ..., plan: _Optional[_Union[Plan, _Mapping]] = ...) -> None: ...
+    disagg_plan: DisaggPlan
+    def __init__(self, instance: _Optional[_Union[Instance, _Mapping]] = ..., plan: _Optional[_Union[Plan, _Mapping]] = ..., disagg_plan: _Optional[_Union[DisaggPlan, _Mapping]] = ...) -> None: ...
 
 class VerifyResponse(_message.Message):
-    __slots__ = ("valid", "violations", "notes", "warnings", "estimate")
+    __slots__ = ("valid", "violations", "notes", "warnings", "estimate", "disagg_estimate")
     VALID_FIELD_NUMBER: _ClassVar[int]
     VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
     NOTES_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     ESTIMATE_FIELD_NUMBER: _ClassVar[int]
+    DISAGG_ESTIMATE_FIELD_NUMBER: _ClassVar[int]
     valid: bool
     violations: _containers.RepeatedCompositeFieldContainer[Violation]
     notes: _containers.RepeatedScalarFieldContainer[str]
     warnings: _containers.RepeatedScalarFieldContainer[str]
     estimate: Estimate
-    def __init__(self, valid: _Optional[bool] = ..., violations: _Optional[_Iterable[_Union[Violation, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ..., estimate: _Optional[_Union[Estimate, _Mapping]] = ...) -> None: ...
+    disagg_estimate: DisaggEstimate
+    def __init__(self, valid: _Optional[bool] = ..., violations: _Optional[_Iterable[_Union[Violation, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ..., estimate: _Optional[_Union[Estimate, _Mapping]] = ..., disagg_estimate: _Optional[_Union[DisaggEstimate, _Mapping]] = ...) -> None: ...
 
 class EstimateRequest(_message.Message):
-    __slots__ = ("instance", "plan")
+    __slots__ = ("instance", "plan", "disagg_plan")
     INSTANCE_FIELD_NUMBER: _ClassVar[int]
     PLAN_FIELD_NUMBER: _ClassVar[int]
+    DISAGG_PLAN_FIELD_NUMBER: _ClassVar[int]
     instance: Instance
     plan: Plan
-    def __init__(self, instance: _Optional[_Union[Instance, _Mapping]] = ..., plan: _Optional[_Union[Plan, _Mapping]] = ...) -> None: ...
+    disagg_plan: DisaggPlan
+    def __init__(self, instance: _Optional[_Union[Instance, _Mapping]] = ..., plan: _Optional[_Union[Plan, _Mapping]] = ..., disagg_plan: _Optional[_Union[DisaggPlan, _Mapping]] = ...) -> None: ...
 
 class EstimateResponse(_message.Message):
-    __slots__ = ("estimate",)
+    __slots__ = ("estimate", "disagg_estimate")
     ESTIMATE_FIELD_NUMBER: _ClassVar[int]
+    DISAGG_ESTIMATE_FIELD_NUMBER: _ClassVar[int]
     estimate: Estimate
-    def __init__(self, estimate: _Optional[_Union[Estimate, _Mapping]] = ...) -> None: ...
+    disagg_estimate: DisaggEstimate
+    def __init__(self, estimate: _Optional[_Union[Estimate, _Mapping]] = ..., disagg_estimate: _Optional[_Union[DisaggEstimate, _Mapping]] = ...) -> None: ...
 
 class ListPresetsRequest(_message.Message):
     __slots__ = ()
@@ -181,7 +242,7 @@ class HardwarePreset(_message.Message):
     def __init__(self, name: _Optional[str] = ..., spec: _Optional[_Union[HardwareSpec, _Mapping]] = ...) -> None: ...
 
 class Instance(_message.Message):
-    __slots__ = ("name", "description", "model_preset", "model_spec", "hardware_preset", "hardware_spec", "workload", "expert_load", "search", "claimed_plan", "engine")
+    __slots__ = ("name", "description", "model_preset", "model_spec", "hardware_preset", "hardware_spec", "workload", "expert_load", "search", "claimed_plan", "engine", "serving", "disaggregation", "claimed_disagg_plan")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     MODEL_PRESET_FIELD_NUMBER: _ClassVar[int]
@@ -193,6 +254,9 @@ class Instance(_message.Message):
     SEARCH_FIELD_NUMBER: _ClassVar[int]
     CLAIMED_PLAN_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
+    SERVING_FIELD_NUMBER: _ClassVar[int]
+    DISAGGREGATION_FIELD_NUMBER: _ClassVar[int]
+    CLAIMED_DISAGG_PLAN_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     model_preset: str
@@ -204,7 +268,10 @@ class Instance(_message.Message):
     search: SearchOptions
     claimed_plan: Plan
     engine: EngineSpec
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., model_preset: _Optional[str] = ..., model_spec: _Optional[_Union[ModelSpec, _Mapping]] = ..., hardware_preset: _Optional[str] = ..., hardware_spec: _Optional[_Union[HardwareSpec, _Mapping]] = ..., workload: _Optional[_Union[Workload, _Mapping]] = ..., expert_load: _Optional[_Union[ExpertLoad, _Mapping]] = ..., search: _Optional[_Union[SearchOptions, _Mapping]] = ..., claimed_plan: _Optional[_Union[Plan, _Mapping]] = ..., engine: _Optional[_Union[EngineSpec, _Mapping]] = ...) -> None: ...
+    serving: ServingMode
+    disaggregation: DisaggregationOptions
+    claimed_disagg_plan: DisaggPlan
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., model_preset: _Optional[str] = ..., model_spec: _Optional[_Union[ModelSpec, _Mapping]] = ..., hardware_preset: _Optional[str] = ..., hardware_spec: _Optional[_Union[HardwareSpec, _Mapping]] = ..., workload: _Optional[_Union[Workload, _Mapping]] = ..., expert_load: _Optional[_Union[ExpertLoad, _Mapping]] = ..., search: _Optional[_Union[SearchOptions, _Mapping]] = ..., claimed_plan: _Optional[_Union[Plan, _Mapping]] = ..., engine: _Optional[_Union[EngineSpec, _Mapping]] = ..., serving: _Optional[_Union[ServingMode, str]] = ..., disaggregation: _Optional[_Union[DisaggregationOptions, _Mapping]] = ..., claimed_disagg_plan: _Optional[_Union[DisaggPlan, _Mapping]] = ...) -> None: ...
 
 class AttentionSpec(_message.Message):
     __slots__ = ("kind", "num_heads", "num_kv_heads", "head_dim", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "bias", "qk_norm", "sinks", "sliding_window", "sliding_layers")
@@ -591,7 +658,7 @@ class Explanation(_message.Message):
     def __init__(self, summary: _Optional[str] = ..., conflicts: _Optional[_Iterable[str]] = ..., nearest: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class SolveResult(_message.Message):
-    __slots__ = ("status", "plan", "metrics", "objective", "bound", "gap", "solve_time_s", "solver", "tie_breaks", "experts", "explanation", "improving_solutions", "tie_breaks_proved", "search_space", "expert_load", "advice")
+    __slots__ = ("status", "plan", "metrics", "objective", "bound", "gap", "solve_time_s", "solver", "tie_breaks", "experts", "explanation", "improving_solutions", "tie_breaks_proved", "search_space", "expert_load", "advice", "serving", "disagg_plan", "disagg_metrics", "comparison")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PLAN_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
@@ -608,6 +675,10 @@ class SolveResult(_message.Message):
     SEARCH_SPACE_FIELD_NUMBER: _ClassVar[int]
     EXPERT_LOAD_FIELD_NUMBER: _ClassVar[int]
     ADVICE_FIELD_NUMBER: _ClassVar[int]
+    SERVING_FIELD_NUMBER: _ClassVar[int]
+    DISAGG_PLAN_FIELD_NUMBER: _ClassVar[int]
+    DISAGG_METRICS_FIELD_NUMBER: _ClassVar[int]
+    COMPARISON_FIELD_NUMBER: _ClassVar[int]
     status: SolveStatus
     plan: Plan
     metrics: Metrics
@@ -624,7 +695,11 @@ class SolveResult(_message.Message):
     search_space: _containers.RepeatedCompositeFieldContainer[SearchRestriction]
     expert_load: str
     advice: str
-    def __init__(self, status: _Optional[_Union[SolveStatus, str]] = ..., plan: _Optional[_Union[Plan, _Mapping]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., objective: _Optional[int] = ..., bound: _Optional[int] = ..., gap: _Optional[float] = ..., solve_time_s: _Optional[float] = ..., solver: _Optional[str] = ..., tie_breaks: _Optional[_Iterable[str]] = ..., experts: _Optional[_Iterable[_Union[LayerExperts, _Mapping]]] = ..., explanation: _Optional[_Union[Explanation, _Mapping]] = ..., improving_solutions: _Optional[int] = ..., tie_breaks_proved: _Optional[_Iterable[str]] = ..., search_space: _Optional[_Iterable[_Union[SearchRestriction, _Mapping]]] = ..., expert_load: _Optional[str] = ..., advice: _Optional[str] = ...) -> None: ...
+    serving: ServingMode
+    disagg_plan: DisaggPlan
+    disagg_metrics: DisaggMetrics
+    comparison: ServingComparison
+    def __init__(self, status: _Optional[_Union[SolveStatus, str]] = ..., plan: _Optional[_Union[Plan, _Mapping]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., objective: _Optional[int] = ..., bound: _Optional[int] = ..., gap: _Optional[float] = ..., solve_time_s: _Optional[float] = ..., solver: _Optional[str] = ..., tie_breaks: _Optional[_Iterable[str]] = ..., experts: _Optional[_Iterable[_Union[LayerExperts, _Mapping]]] = ..., explanation: _Optional[_Union[Explanation, _Mapping]] = ..., improving_solutions: _Optional[int] = ..., tie_breaks_proved: _Optional[_Iterable[str]] = ..., search_space: _Optional[_Iterable[_Union[SearchRestriction, _Mapping]]] = ..., expert_load: _Optional[str] = ..., advice: _Optional[str] = ..., serving: _Optional[_Union[ServingMode, str]] = ..., disagg_plan: _Optional[_Union[DisaggPlan, _Mapping]] = ..., disagg_metrics: _Optional[_Union[DisaggMetrics, _Mapping]] = ..., comparison: _Optional[_Union[ServingComparison, _Mapping]] = ...) -> None: ...
 
 class SearchRestriction(_message.Message):
     __slots__ = ("name", "value")
@@ -791,3 +866,514 @@ class Estimate(_message.Message):
     expert_load: str
     calibration: str
     def __init__(self, gpus: _Optional[int] = ..., degrees: _Optional[_Union[Degrees, _Mapping]] = ..., batch: _Optional[int] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., memory: _Optional[_Union[MemoryBreakdown, _Mapping]] = ..., time: _Optional[_Union[TimeBreakdown, _Mapping]] = ..., stages: _Optional[_Iterable[_Union[StageEstimate, _Mapping]]] = ..., redundant_experts: _Optional[int] = ..., placement_source: _Optional[str] = ..., expert_load: _Optional[str] = ..., calibration: _Optional[str] = ...) -> None: ...
+
+class ExportRequest(_message.Message):
+    __slots__ = ("instance", "plan", "engine", "model_path", "disagg_plan", "kv_backend")
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_PATH_FIELD_NUMBER: _ClassVar[int]
+    DISAGG_PLAN_FIELD_NUMBER: _ClassVar[int]
+    KV_BACKEND_FIELD_NUMBER: _ClassVar[int]
+    instance: Instance
+    plan: Plan
+    engine: EngineName
+    model_path: str
+    disagg_plan: DisaggPlan
+    kv_backend: str
+    def __init__(self, instance: _Optional[_Union[Instance, _Mapping]] = ..., plan: _Optional[_Union[Plan, _Mapping]] = ..., engine: _Optional[_Union[EngineName, str]] = ..., model_path: _Optional[str] = ..., disagg_plan: _Optional[_Union[DisaggPlan, _Mapping]] = ..., kv_backend: _Optional[str] = ...) -> None: ...
+
+class LaunchCommand(_message.Message):
+    __slots__ = ("replica", "node", "gpus", "command", "env", "script")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    SCRIPT_FIELD_NUMBER: _ClassVar[int]
+    replica: int
+    node: int
+    gpus: int
+    command: _containers.RepeatedScalarFieldContainer[str]
+    env: _containers.ScalarMap[str, str]
+    script: str
+    def __init__(self, replica: _Optional[int] = ..., node: _Optional[int] = ..., gpus: _Optional[int] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., script: _Optional[str] = ...) -> None: ...
+
+class ExportResponse(_message.Message):
+    __slots__ = ("engine", "engine_version", "flags_source", "model_path", "degrees", "batch", "redundant_experts", "nodes_per_instance", "gpus_per_node", "placement", "settings", "launches", "files", "caveats", "disagg_export")
+    class SettingsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class FilesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_PATH_FIELD_NUMBER: _ClassVar[int]
+    DEGREES_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    REDUNDANT_EXPERTS_FIELD_NUMBER: _ClassVar[int]
+    NODES_PER_INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    GPUS_PER_NODE_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    LAUNCHES_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    CAVEATS_FIELD_NUMBER: _ClassVar[int]
+    DISAGG_EXPORT_FIELD_NUMBER: _ClassVar[int]
+    engine: str
+    engine_version: str
+    flags_source: str
+    model_path: str
+    degrees: Degrees
+    batch: int
+    redundant_experts: int
+    nodes_per_instance: int
+    gpus_per_node: int
+    placement: str
+    settings: _containers.ScalarMap[str, str]
+    launches: _containers.RepeatedCompositeFieldContainer[LaunchCommand]
+    files: _containers.ScalarMap[str, str]
+    caveats: _containers.RepeatedScalarFieldContainer[str]
+    disagg_export: DisaggExport
+    def __init__(self, engine: _Optional[str] = ..., engine_version: _Optional[str] = ..., flags_source: _Optional[str] = ..., model_path: _Optional[str] = ..., degrees: _Optional[_Union[Degrees, _Mapping]] = ..., batch: _Optional[int] = ..., redundant_experts: _Optional[int] = ..., nodes_per_instance: _Optional[int] = ..., gpus_per_node: _Optional[int] = ..., placement: _Optional[str] = ..., settings: _Optional[_Mapping[str, str]] = ..., launches: _Optional[_Iterable[_Union[LaunchCommand, _Mapping]]] = ..., files: _Optional[_Mapping[str, str]] = ..., caveats: _Optional[_Iterable[str]] = ..., disagg_export: _Optional[_Union[DisaggExport, _Mapping]] = ...) -> None: ...
+
+class PoolExport(_message.Message):
+    __slots__ = ("pool", "degrees", "batch", "tokens_per_step", "redundant_experts", "nodes_per_instance", "gpus_per_node", "placement", "settings", "launches", "files")
+    class SettingsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class FilesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    DEGREES_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_STEP_FIELD_NUMBER: _ClassVar[int]
+    REDUNDANT_EXPERTS_FIELD_NUMBER: _ClassVar[int]
+    NODES_PER_INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    GPUS_PER_NODE_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    LAUNCHES_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    pool: str
+    degrees: Degrees
+    batch: int
+    tokens_per_step: int
+    redundant_experts: int
+    nodes_per_instance: int
+    gpus_per_node: int
+    placement: str
+    settings: _containers.ScalarMap[str, str]
+    launches: _containers.RepeatedCompositeFieldContainer[LaunchCommand]
+    files: _containers.ScalarMap[str, str]
+    def __init__(self, pool: _Optional[str] = ..., degrees: _Optional[_Union[Degrees, _Mapping]] = ..., batch: _Optional[int] = ..., tokens_per_step: _Optional[int] = ..., redundant_experts: _Optional[int] = ..., nodes_per_instance: _Optional[int] = ..., gpus_per_node: _Optional[int] = ..., placement: _Optional[str] = ..., settings: _Optional[_Mapping[str, str]] = ..., launches: _Optional[_Iterable[_Union[LaunchCommand, _Mapping]]] = ..., files: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class DisaggExport(_message.Message):
+    __slots__ = ("serving", "engine", "engine_version", "flags_source", "model_path", "kv_transfer", "kv_backend", "prefill", "decode", "connect", "router", "files", "caveats")
+    class ConnectEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class FilesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SERVING_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_PATH_FIELD_NUMBER: _ClassVar[int]
+    KV_TRANSFER_FIELD_NUMBER: _ClassVar[int]
+    KV_BACKEND_FIELD_NUMBER: _ClassVar[int]
+    PREFILL_FIELD_NUMBER: _ClassVar[int]
+    DECODE_FIELD_NUMBER: _ClassVar[int]
+    CONNECT_FIELD_NUMBER: _ClassVar[int]
+    ROUTER_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    CAVEATS_FIELD_NUMBER: _ClassVar[int]
+    serving: str
+    engine: str
+    engine_version: str
+    flags_source: str
+    model_path: str
+    kv_transfer: str
+    kv_backend: str
+    prefill: PoolExport
+    decode: PoolExport
+    connect: _containers.ScalarMap[str, str]
+    router: _containers.RepeatedCompositeFieldContainer[LaunchCommand]
+    files: _containers.ScalarMap[str, str]
+    caveats: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, serving: _Optional[str] = ..., engine: _Optional[str] = ..., engine_version: _Optional[str] = ..., flags_source: _Optional[str] = ..., model_path: _Optional[str] = ..., kv_transfer: _Optional[str] = ..., kv_backend: _Optional[str] = ..., prefill: _Optional[_Union[PoolExport, _Mapping]] = ..., decode: _Optional[_Union[PoolExport, _Mapping]] = ..., connect: _Optional[_Mapping[str, str]] = ..., router: _Optional[_Iterable[_Union[LaunchCommand, _Mapping]]] = ..., files: _Optional[_Mapping[str, str]] = ..., caveats: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ParetoRequest(_message.Message):
+    __slots__ = ("instance", "frontier", "points", "step", "time_limit_s", "batch", "chosen", "serving")
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    FRONTIER_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    TIME_LIMIT_S_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    CHOSEN_FIELD_NUMBER: _ClassVar[int]
+    SERVING_FIELD_NUMBER: _ClassVar[int]
+    instance: Instance
+    frontier: Frontier
+    points: int
+    step: float
+    time_limit_s: float
+    batch: BatchRange
+    chosen: bool
+    serving: FrontierServing
+    def __init__(self, instance: _Optional[_Union[Instance, _Mapping]] = ..., frontier: _Optional[_Union[Frontier, str]] = ..., points: _Optional[int] = ..., step: _Optional[float] = ..., time_limit_s: _Optional[float] = ..., batch: _Optional[_Union[BatchRange, _Mapping]] = ..., chosen: _Optional[bool] = ..., serving: _Optional[_Union[FrontierServing, str]] = ...) -> None: ...
+
+class ParetoPoint(_message.Message):
+    __slots__ = ("index", "plan", "gpus", "batch", "output_tokens_per_s_per_gpu", "tokens_per_s_per_user", "tpot_s", "ttft_s", "constraint", "proved", "serving", "disagg_plan")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_PER_S_PER_GPU_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_S_PER_USER_FIELD_NUMBER: _ClassVar[int]
+    TPOT_S_FIELD_NUMBER: _ClassVar[int]
+    TTFT_S_FIELD_NUMBER: _ClassVar[int]
+    CONSTRAINT_FIELD_NUMBER: _ClassVar[int]
+    PROVED_FIELD_NUMBER: _ClassVar[int]
+    SERVING_FIELD_NUMBER: _ClassVar[int]
+    DISAGG_PLAN_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    plan: Plan
+    gpus: int
+    batch: int
+    output_tokens_per_s_per_gpu: float
+    tokens_per_s_per_user: float
+    tpot_s: float
+    ttft_s: float
+    constraint: str
+    proved: bool
+    serving: ServingMode
+    disagg_plan: DisaggPlan
+    def __init__(self, index: _Optional[int] = ..., plan: _Optional[_Union[Plan, _Mapping]] = ..., gpus: _Optional[int] = ..., batch: _Optional[int] = ..., output_tokens_per_s_per_gpu: _Optional[float] = ..., tokens_per_s_per_user: _Optional[float] = ..., tpot_s: _Optional[float] = ..., ttft_s: _Optional[float] = ..., constraint: _Optional[str] = ..., proved: _Optional[bool] = ..., serving: _Optional[_Union[ServingMode, str]] = ..., disagg_plan: _Optional[_Union[DisaggPlan, _Mapping]] = ...) -> None: ...
+
+class ParetoChosen(_message.Message):
+    __slots__ = ("plan", "gpus", "output_tokens_per_s_per_gpu", "tokens_per_s_per_user", "ttft_s", "on_frontier", "dominated_by", "serving", "disagg_plan")
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_PER_S_PER_GPU_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_S_PER_USER_FIELD_NUMBER: _ClassVar[int]
+    TTFT_S_FIELD_NUMBER: _ClassVar[int]
+    ON_FRONTIER_FIELD_NUMBER: _ClassVar[int]
+    DOMINATED_BY_FIELD_NUMBER: _ClassVar[int]
+    SERVING_FIELD_NUMBER: _ClassVar[int]
+    DISAGG_PLAN_FIELD_NUMBER: _ClassVar[int]
+    plan: Plan
+    gpus: int
+    output_tokens_per_s_per_gpu: float
+    tokens_per_s_per_user: float
+    ttft_s: float
+    on_frontier: int
+    dominated_by: int
+    serving: ServingMode
+    disagg_plan: DisaggPlan
+    def __init__(self, plan: _Optional[_Union[Plan, _Mapping]] = ..., gpus: _Optional[int] = ..., output_tokens_per_s_per_gpu: _Optional[float] = ..., tokens_per_s_per_user: _Optional[float] = ..., ttft_s: _Optional[float] = ..., on_frontier: _Optional[int] = ..., dominated_by: _Optional[int] = ..., serving: _Optional[_Union[ServingMode, str]] = ..., disagg_plan: _Optional[_Union[DisaggPlan, _Mapping]] = ...) -> None: ...
+
+class ParetoSummary(_message.Message):
+    __slots__ = ("frontier", "objective", "instance", "points", "chosen", "complete", "stopped", "solve_time_s", "serving")
+    FRONTIER_FIELD_NUMBER: _ClassVar[int]
+    OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    CHOSEN_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    STOPPED_FIELD_NUMBER: _ClassVar[int]
+    SOLVE_TIME_S_FIELD_NUMBER: _ClassVar[int]
+    SERVING_FIELD_NUMBER: _ClassVar[int]
+    frontier: str
+    objective: str
+    instance: Instance
+    points: _containers.RepeatedCompositeFieldContainer[ParetoPoint]
+    chosen: ParetoChosen
+    complete: bool
+    stopped: str
+    solve_time_s: float
+    serving: FrontierServing
+    def __init__(self, frontier: _Optional[str] = ..., objective: _Optional[str] = ..., instance: _Optional[_Union[Instance, _Mapping]] = ..., points: _Optional[_Iterable[_Union[ParetoPoint, _Mapping]]] = ..., chosen: _Optional[_Union[ParetoChosen, _Mapping]] = ..., complete: _Optional[bool] = ..., stopped: _Optional[str] = ..., solve_time_s: _Optional[float] = ..., serving: _Optional[_Union[FrontierServing, str]] = ...) -> None: ...
+
+class ParetoResponse(_message.Message):
+    __slots__ = ("point", "summary")
+    POINT_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    point: ParetoPoint
+    summary: ParetoSummary
+    def __init__(self, point: _Optional[_Union[ParetoPoint, _Mapping]] = ..., summary: _Optional[_Union[ParetoSummary, _Mapping]] = ...) -> None: ...
+
+class DisaggregationOptions(_message.Message):
+    __slots__ = ("prefill_tokens", "kv_transfer")
+    PREFILL_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    KV_TRANSFER_FIELD_NUMBER: _ClassVar[int]
+    prefill_tokens: _containers.RepeatedScalarFieldContainer[int]
+    kv_transfer: KvTransfer
+    def __init__(self, prefill_tokens: _Optional[_Iterable[int]] = ..., kv_transfer: _Optional[_Union[KvTransfer, str]] = ...) -> None: ...
+
+class PrefillPlan(_message.Message):
+    __slots__ = ("degrees", "tokens_per_step", "redundant_experts", "stages", "placement")
+    DEGREES_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_STEP_FIELD_NUMBER: _ClassVar[int]
+    REDUNDANT_EXPERTS_FIELD_NUMBER: _ClassVar[int]
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    degrees: Degrees
+    tokens_per_step: int
+    redundant_experts: int
+    stages: _containers.RepeatedCompositeFieldContainer[Stage]
+    placement: _containers.RepeatedCompositeFieldContainer[LayerPlacement]
+    def __init__(self, degrees: _Optional[_Union[Degrees, _Mapping]] = ..., tokens_per_step: _Optional[int] = ..., redundant_experts: _Optional[int] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., placement: _Optional[_Iterable[_Union[LayerPlacement, _Mapping]]] = ...) -> None: ...
+
+class DisaggPlan(_message.Message):
+    __slots__ = ("prefill", "decode", "claimed_total_gpus", "claimed_metrics", "note")
+    class ClaimedMetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    PREFILL_FIELD_NUMBER: _ClassVar[int]
+    DECODE_FIELD_NUMBER: _ClassVar[int]
+    CLAIMED_TOTAL_GPUS_FIELD_NUMBER: _ClassVar[int]
+    CLAIMED_METRICS_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    prefill: PrefillPlan
+    decode: Plan
+    claimed_total_gpus: int
+    claimed_metrics: _containers.ScalarMap[str, float]
+    note: str
+    def __init__(self, prefill: _Optional[_Union[PrefillPlan, _Mapping]] = ..., decode: _Optional[_Union[Plan, _Mapping]] = ..., claimed_total_gpus: _Optional[int] = ..., claimed_metrics: _Optional[_Mapping[str, float]] = ..., note: _Optional[str] = ...) -> None: ...
+
+class DisaggMetrics(_message.Message):
+    __slots__ = ("ttft_s", "ttft_queue_s", "ttft_prefill_s", "kv_transfer_s", "ttft_idle_s", "tpot_s", "output_tokens_per_s", "output_tokens_per_s_per_gpu", "tokens_per_s_per_user", "requests_per_s", "decode_output_tokens_per_s", "decode_utilization", "prefill_input_tokens_per_s", "prefill_utilization", "prefill_gpus", "decode_gpus", "prefill_peak_memory_gb", "decode_peak_memory_gb", "kv_transfer_gb", "kv_transfer_streams")
+    TTFT_S_FIELD_NUMBER: _ClassVar[int]
+    TTFT_QUEUE_S_FIELD_NUMBER: _ClassVar[int]
+    TTFT_PREFILL_S_FIELD_NUMBER: _ClassVar[int]
+    KV_TRANSFER_S_FIELD_NUMBER: _ClassVar[int]
+    TTFT_IDLE_S_FIELD_NUMBER: _ClassVar[int]
+    TPOT_S_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_PER_S_PER_GPU_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_S_PER_USER_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    DECODE_OUTPUT_TOKENS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    DECODE_UTILIZATION_FIELD_NUMBER: _ClassVar[int]
+    PREFILL_INPUT_TOKENS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    PREFILL_UTILIZATION_FIELD_NUMBER: _ClassVar[int]
+    PREFILL_GPUS_FIELD_NUMBER: _ClassVar[int]
+    DECODE_GPUS_FIELD_NUMBER: _ClassVar[int]
+    PREFILL_PEAK_MEMORY_GB_FIELD_NUMBER: _ClassVar[int]
+    DECODE_PEAK_MEMORY_GB_FIELD_NUMBER: _ClassVar[int]
+    KV_TRANSFER_GB_FIELD_NUMBER: _ClassVar[int]
+    KV_TRANSFER_STREAMS_FIELD_NUMBER: _ClassVar[int]
+    ttft_s: float
+    ttft_queue_s: float
+    ttft_prefill_s: float
+    kv_transfer_s: float
+    ttft_idle_s: float
+    tpot_s: float
+    output_tokens_per_s: float
+    output_tokens_per_s_per_gpu: float
+    tokens_per_s_per_user: float
+    requests_per_s: float
+    decode_output_tokens_per_s: float
+    decode_utilization: float
+    prefill_input_tokens_per_s: float
+    prefill_utilization: float
+    prefill_gpus: int
+    decode_gpus: int
+    prefill_peak_memory_gb: float
+    decode_peak_memory_gb: float
+    kv_transfer_gb: float
+    kv_transfer_streams: int
+    def __init__(self, ttft_s: _Optional[float] = ..., ttft_queue_s: _Optional[float] = ..., ttft_prefill_s: _Optional[float] = ..., kv_transfer_s: _Optional[float] = ..., ttft_idle_s: _Optional[float] = ..., tpot_s: _Optional[float] = ..., output_tokens_per_s: _Optional[float] = ..., output_tokens_per_s_per_gpu: _Optional[float] = ..., tokens_per_s_per_user: _Optional[float] = ..., requests_per_s: _Optional[float] = ..., decode_output_tokens_per_s: _Optional[float] = ..., decode_utilization: _Optional[float] = ..., prefill_input_tokens_per_s: _Optional[float] = ..., prefill_utilization: _Optional[float] = ..., prefill_gpus: _Optional[int] = ..., decode_gpus: _Optional[int] = ..., prefill_peak_memory_gb: _Optional[float] = ..., decode_peak_memory_gb: _Optional[float] = ..., kv_transfer_gb: _Optional[float] = ..., kv_transfer_streams: _Optional[int] = ...) -> None: ...
+
+class ServingFigures(_message.Message):
+    __slots__ = ("status", "gpus", "bound", "ttft_s", "tpot_s", "output_tokens_per_s_per_gpu", "solve_time_s")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    BOUND_FIELD_NUMBER: _ClassVar[int]
+    TTFT_S_FIELD_NUMBER: _ClassVar[int]
+    TPOT_S_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_PER_S_PER_GPU_FIELD_NUMBER: _ClassVar[int]
+    SOLVE_TIME_S_FIELD_NUMBER: _ClassVar[int]
+    status: SolveStatus
+    gpus: int
+    bound: int
+    ttft_s: float
+    tpot_s: float
+    output_tokens_per_s_per_gpu: float
+    solve_time_s: float
+    def __init__(self, status: _Optional[_Union[SolveStatus, str]] = ..., gpus: _Optional[int] = ..., bound: _Optional[int] = ..., ttft_s: _Optional[float] = ..., tpot_s: _Optional[float] = ..., output_tokens_per_s_per_gpu: _Optional[float] = ..., solve_time_s: _Optional[float] = ...) -> None: ...
+
+class ServingComparison(_message.Message):
+    __slots__ = ("chosen", "reason", "aggregated", "disaggregated")
+    CHOSEN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATED_FIELD_NUMBER: _ClassVar[int]
+    DISAGGREGATED_FIELD_NUMBER: _ClassVar[int]
+    chosen: ServingMode
+    reason: str
+    aggregated: ServingFigures
+    disaggregated: ServingFigures
+    def __init__(self, chosen: _Optional[_Union[ServingMode, str]] = ..., reason: _Optional[str] = ..., aggregated: _Optional[_Union[ServingFigures, _Mapping]] = ..., disaggregated: _Optional[_Union[ServingFigures, _Mapping]] = ...) -> None: ...
+
+class PoolStage(_message.Message):
+    __slots__ = ("first_layer", "last_layer", "memory_gb", "step_ms", "full_step_ms")
+    FIRST_LAYER_FIELD_NUMBER: _ClassVar[int]
+    LAST_LAYER_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_GB_FIELD_NUMBER: _ClassVar[int]
+    STEP_MS_FIELD_NUMBER: _ClassVar[int]
+    FULL_STEP_MS_FIELD_NUMBER: _ClassVar[int]
+    first_layer: int
+    last_layer: int
+    memory_gb: float
+    step_ms: float
+    full_step_ms: float
+    def __init__(self, first_layer: _Optional[int] = ..., last_layer: _Optional[int] = ..., memory_gb: _Optional[float] = ..., step_ms: _Optional[float] = ..., full_step_ms: _Optional[float] = ...) -> None: ...
+
+class PoolEstimate(_message.Message):
+    __slots__ = ("pool", "gpus", "degrees", "redundant_experts", "batch", "tokens_per_step", "placement_source", "peak_memory_gb", "memory_budget_gb", "slowest_stage_step_s", "hop_s", "step_overhead_s", "capacity", "capacity_unit", "utilization", "gpus_holding_kv", "step_terms_s", "stages")
+    class StepTermsSEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    DEGREES_FIELD_NUMBER: _ClassVar[int]
+    REDUNDANT_EXPERTS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_STEP_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    PEAK_MEMORY_GB_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BUDGET_GB_FIELD_NUMBER: _ClassVar[int]
+    SLOWEST_STAGE_STEP_S_FIELD_NUMBER: _ClassVar[int]
+    HOP_S_FIELD_NUMBER: _ClassVar[int]
+    STEP_OVERHEAD_S_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_UNIT_FIELD_NUMBER: _ClassVar[int]
+    UTILIZATION_FIELD_NUMBER: _ClassVar[int]
+    GPUS_HOLDING_KV_FIELD_NUMBER: _ClassVar[int]
+    STEP_TERMS_S_FIELD_NUMBER: _ClassVar[int]
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    pool: Pool
+    gpus: int
+    degrees: Degrees
+    redundant_experts: int
+    batch: int
+    tokens_per_step: int
+    placement_source: str
+    peak_memory_gb: float
+    memory_budget_gb: float
+    slowest_stage_step_s: float
+    hop_s: float
+    step_overhead_s: float
+    capacity: float
+    capacity_unit: str
+    utilization: float
+    gpus_holding_kv: int
+    step_terms_s: _containers.ScalarMap[str, float]
+    stages: _containers.RepeatedCompositeFieldContainer[PoolStage]
+    def __init__(self, pool: _Optional[_Union[Pool, str]] = ..., gpus: _Optional[int] = ..., degrees: _Optional[_Union[Degrees, _Mapping]] = ..., redundant_experts: _Optional[int] = ..., batch: _Optional[int] = ..., tokens_per_step: _Optional[int] = ..., placement_source: _Optional[str] = ..., peak_memory_gb: _Optional[float] = ..., memory_budget_gb: _Optional[float] = ..., slowest_stage_step_s: _Optional[float] = ..., hop_s: _Optional[float] = ..., step_overhead_s: _Optional[float] = ..., capacity: _Optional[float] = ..., capacity_unit: _Optional[str] = ..., utilization: _Optional[float] = ..., gpus_holding_kv: _Optional[int] = ..., step_terms_s: _Optional[_Mapping[str, float]] = ..., stages: _Optional[_Iterable[_Union[PoolStage, _Mapping]]] = ...) -> None: ...
+
+class KvTransferEstimate(_message.Message):
+    __slots__ = ("bytes_per_request", "streams", "link_gb_s", "latency_s", "total_s", "exposed_s", "overlap")
+    BYTES_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    STREAMS_FIELD_NUMBER: _ClassVar[int]
+    LINK_GB_S_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_S_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_S_FIELD_NUMBER: _ClassVar[int]
+    EXPOSED_S_FIELD_NUMBER: _ClassVar[int]
+    OVERLAP_FIELD_NUMBER: _ClassVar[int]
+    bytes_per_request: float
+    streams: int
+    link_gb_s: float
+    latency_s: float
+    total_s: float
+    exposed_s: float
+    overlap: KvTransfer
+    def __init__(self, bytes_per_request: _Optional[float] = ..., streams: _Optional[int] = ..., link_gb_s: _Optional[float] = ..., latency_s: _Optional[float] = ..., total_s: _Optional[float] = ..., exposed_s: _Optional[float] = ..., overlap: _Optional[_Union[KvTransfer, str]] = ...) -> None: ...
+
+class DisaggTtft(_message.Message):
+    __slots__ = ("queue_wait_s", "prefill_s", "kv_transfer_s", "ttft_s", "load", "round_s", "rounds", "queue_model")
+    QUEUE_WAIT_S_FIELD_NUMBER: _ClassVar[int]
+    PREFILL_S_FIELD_NUMBER: _ClassVar[int]
+    KV_TRANSFER_S_FIELD_NUMBER: _ClassVar[int]
+    TTFT_S_FIELD_NUMBER: _ClassVar[int]
+    LOAD_FIELD_NUMBER: _ClassVar[int]
+    ROUND_S_FIELD_NUMBER: _ClassVar[int]
+    ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    queue_wait_s: float
+    prefill_s: float
+    kv_transfer_s: float
+    ttft_s: float
+    load: float
+    round_s: float
+    rounds: int
+    queue_model: str
+    def __init__(self, queue_wait_s: _Optional[float] = ..., prefill_s: _Optional[float] = ..., kv_transfer_s: _Optional[float] = ..., ttft_s: _Optional[float] = ..., load: _Optional[float] = ..., round_s: _Optional[float] = ..., rounds: _Optional[int] = ..., queue_model: _Optional[str] = ...) -> None: ...
+
+class DisaggEstimate(_message.Message):
+    __slots__ = ("serving", "gpus", "request_rate_per_s", "metrics", "prefill", "decode", "kv_transfer", "ttft", "expert_load", "calibration")
+    SERVING_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_RATE_PER_S_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    PREFILL_FIELD_NUMBER: _ClassVar[int]
+    DECODE_FIELD_NUMBER: _ClassVar[int]
+    KV_TRANSFER_FIELD_NUMBER: _ClassVar[int]
+    TTFT_FIELD_NUMBER: _ClassVar[int]
+    EXPERT_LOAD_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_FIELD_NUMBER: _ClassVar[int]
+    serving: ServingMode
+    gpus: int
+    request_rate_per_s: float
+    metrics: DisaggMetrics
+    prefill: PoolEstimate
+    decode: PoolEstimate
+    kv_transfer: KvTransferEstimate
+    ttft: DisaggTtft
+    expert_load: str
+    calibration: str
+    def __init__(self, serving: _Optional[_Union[ServingMode, str]] = ..., gpus: _Optional[int] = ..., request_rate_per_s: _Optional[float] = ..., metrics: _Optional[_Union[DisaggMetrics, _Mapping]] = ..., prefill: _Optional[_Union[PoolEstimate, _Mapping]] = ..., decode: _Optional[_Union[PoolEstimate, _Mapping]] = ..., kv_transfer: _Optional[_Union[KvTransferEstimate, _Mapping]] = ..., ttft: _Optional[_Union[DisaggTtft, _Mapping]] = ..., expert_load: _Optional[str] = ..., calibration: _Optional[str] = ...) -> None: ...

@@ -60,6 +60,16 @@ class PlannerStub:
                 request_serializer=service_dot___gen_dot_moeplan_dot_v1_dot_planner__pb2.ListPresetsRequest.SerializeToString,
                 response_deserializer=service_dot___gen_dot_moeplan_dot_v1_dot_planner__pb2.ListPresetsResponse.FromString,
                 _registered_method=True)
+        self.Export = channel.unary_unary(
+                '/moeplan.v1.Planner/Export',
+                request_serializer=service_dot___gen_dot_moeplan_dot_v1_dot_planner__pb2.ExportRequest.SerializeToString,
+                response_deserializer=service_dot___gen_dot_moeplan_dot_v1_dot_planner__pb2.ExportResponse.FromString,
+                _registered_method=True)
+        self.Pareto = channel.unary_stream(
+                '/moeplan.v1.Planner/Pareto',
+                request_serializer=service_dot___gen_dot_moeplan_dot_v1_dot_planner__pb2.ParetoRequest.SerializeToString,
+                response_deserializer=service_dot___gen_dot_moeplan_dot_v1_dot_planner__pb2.ParetoResponse.FromString,
+                _registered_method=True)
 
 
 class PlannerServicer:
@@ -111,6 +121,25 @@ class PlannerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Export(self, request, context):
+        """Launch commands (one per node) and the files they read, for a plan on vLLM, SGLang or
+        TensorRT-LLM (`moeplan export`); for a two-pool plan (disagg_plan), both pools' commands and
+        the front that connects them. What the engine cannot run as costed is INVALID_ARGUMENT
+        naming the rule (e.g. field degrees.cp, decode.degrees.pp).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Pareto(self, request, context):
+        """The trade-off frontier of an instance (`moeplan pareto`): each point, as it is proved,
+        then one summary with every point and the planner's own plan placed among them.
+        Cancelling the call stops the search.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PlannerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -138,6 +167,16 @@ def add_PlannerServicer_to_server(servicer, server):
                     servicer.ListPresets,
                     request_deserializer=service_dot___gen_dot_moeplan_dot_v1_dot_planner__pb2.ListPresetsRequest.FromString,
                     response_serializer=service_dot___gen_dot_moeplan_dot_v1_dot_planner__pb2.ListPresetsResponse.SerializeToString,
+            ),
+            'Export': grpc.unary_unary_rpc_method_handler(
+                    servicer.Export,
+                    request_deserializer=service_dot___gen_dot_moeplan_dot_v1_dot_planner__pb2.ExportRequest.FromString,
+                    response_serializer=service_dot___gen_dot_moeplan_dot_v1_dot_planner__pb2.ExportResponse.SerializeToString,
+            ),
+            'Pareto': grpc.unary_stream_rpc_method_handler(
+                    servicer.Pareto,
+                    request_deserializer=service_dot___gen_dot_moeplan_dot_v1_dot_planner__pb2.ParetoRequest.FromString,
+                    response_serializer=service_dot___gen_dot_moeplan_dot_v1_dot_planner__pb2.ParetoResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -276,6 +315,60 @@ class Planner:
             '/moeplan.v1.Planner/ListPresets',
             service_dot___gen_dot_moeplan_dot_v1_dot_planner__pb2.ListPresetsRequest.SerializeToString,
             service_dot___gen_dot_moeplan_dot_v1_dot_planner__pb2.ListPresetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Export(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/moeplan.v1.Planner/Export',
+            service_dot___gen_dot_moeplan_dot_v1_dot_planner__pb2.ExportRequest.SerializeToString,
+            service_dot___gen_dot_moeplan_dot_v1_dot_planner__pb2.ExportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Pareto(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/moeplan.v1.Planner/Pareto',
+            service_dot___gen_dot_moeplan_dot_v1_dot_planner__pb2.ParetoRequest.SerializeToString,
+            service_dot___gen_dot_moeplan_dot_v1_dot_planner__pb2.ParetoResponse.FromString,
             options,
             channel_credentials,
             insecure,
