@@ -104,8 +104,10 @@ class StageExtras:
 
 
 def to_ns(seconds: np.ndarray) -> np.ndarray:
-    """Seconds to integer nanoseconds, rounded up (tolerating float noise on exact integers)."""
-    return np.ceil(np.asarray(seconds, dtype=np.float64) * NS_PER_S - 1e-6).astype(np.int64)
+    """Seconds to integer nanoseconds, rounded up (tolerating float noise on exact integers);
+    a time past ``timing.NEVER`` (or not a number) saturates there instead of wrapping around."""
+    ns = np.ceil(np.asarray(seconds, dtype=np.float64) * NS_PER_S - 1e-6)
+    return np.where(ns < timing.NEVER, ns, timing.NEVER).astype(np.int64)
 
 
 def expected_touched(slots: int, assignments: np.ndarray) -> np.ndarray:
@@ -393,7 +395,7 @@ class CostModel:
         evaluation; values do not depend on the length). MoE layers need ``hot``."""
         if not self.moe[layer]:
             hot = None
-        key = (self.kind[layer], g.tp, g.cp, g.dp, g.ep, g.etp, g.edp, hot)
+        key = (self.kind[layer], g.tp, g.cp, g.ep, g.etp, hot)  # dp, edp, pp: not per GPU
         hit = self._cache.get(key)
         if hit is not None and len(hit.avg_ns) >= s_max:
             return hit
