@@ -281,11 +281,14 @@ class PlannerClient:
 
     def pareto(self, instance: Instance, *, frontier: str = "rate", points: int | None = None,
                time_limit_s: float | None = None, timeout_s: float | None = None,
-               chosen: bool | None = None) -> Iterator[Any]:
+               chosen: bool | None = None, serving: str | None = None) -> Iterator[Any]:
         """Yield each frontier point (``ParetoPointOut``) as it is proved, then the summary
-        (``ParetoOut``). Closing the iterator early cancels the call and the search."""
+        (``ParetoOut``). ``serving``: aggregated, disaggregated or both (default: the
+        instance's). Closing the iterator early cancels the call and the search."""
         request = pb.ParetoRequest(instance=convert.instance_to_proto(instance),
                                    frontier=pb.Frontier.Value(f"FRONTIER_{frontier.upper()}"))
+        if serving is not None:
+            request.serving = pb.FrontierServing.Value(f"FRONTIER_SERVING_{serving.upper()}")
         if points is not None:
             request.points = points
         if time_limit_s is not None:

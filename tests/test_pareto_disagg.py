@@ -172,6 +172,11 @@ def test_grpc_streams_both_frontiers_and_refuses_a_pool_frontier_without_a_rate(
                 list(stub.Pareto(pb.ParetoRequest(
                     instance=convert.instance_to_proto(no_rate),
                     serving=pb.FRONTIER_SERVING_DISAGGREGATED), timeout=30))
+        from service.client import PlannerClient
+
+        with PlannerClient(address) as client:  # the Python client sends serving too
+            with pytest.raises(Exception, match="min_output_tokens_per_s"):
+                list(client.pareto(no_rate, serving="disaggregated"))
     *streamed, last = got
     summary = convert.pareto_from_proto(last.summary)
     points = [convert.pareto_point_from_proto(m.point) for m in streamed]
