@@ -1,13 +1,21 @@
-"""Solve times of whole ``moeplan solve`` processes (issue 3), as docs/benchmarks.md shows them.
+"""Solve times of whole ``moeplan solve`` processes (issues 3 and 10), as docs/benchmarks.md
+shows them.
 
     python benchmarks/solve_times.py                          # print the markdown section
     python benchmarks/solve_times.py --docs docs/benchmarks.md  # replace it in the document
 
-For every seed instance (``instances/seeds/*.yaml``, target <= 2 s each) and the two power-law
-stress instances (Qwen3-235B-A22B on H100 and DeepSeek-V3 on H200, Zipf load alpha = 1.01 and 32
-redundant expert slots, target <= 30 s each), it runs ``python -m moeplan solve INSTANCE --json
---workers 2`` as a new process ``--runs`` times (default 3) and reports the median wall time of
-the whole process: interpreter start-up, imports, loading, solving and printing.
+For every seed instance (``instances/seeds/*.yaml``, target <= 2 s each, INFEASIBLE ones
+included) and the power-law stress instances (Qwen3-235B-A22B on H100, DeepSeek-V3 on H200 and
+Kimi-K2 on H200 at up to 1,024 GPUs, Zipf load alpha = 1.01 and 32-64 redundant expert slots,
+target <= 30 s each), it runs ``moeplan solve INSTANCE --json --workers 2`` (the console script
+next to this interpreter, else ``python -m moeplan``) as a new process ``--runs`` times (default
+3) and reports the median wall time of the whole process: interpreter start-up, imports,
+loading, solving and printing.
+
+Start-up is measured on its own, ``--runs`` times each: an empty interpreter (``python -c
+pass``), ``moeplan --help``, and ``python -X importtime -m moeplan solve SEED --json`` and
+``... --help``, whose import times are summed by top-level package (median over the runs) to
+show what dominates.
 
 Where a target is missed, the table says where the time goes, from one more in-process solve
 that times the planner's phases: the search for the plan (or the proof that none exists) and,
@@ -39,7 +47,10 @@ POWER_LAW_TARGET_S = 30.0
 POWER_LAW = (
     "instances/models/qwen3-235b-h100-powerlaw.yaml",
     "instances/models/deepseek-v3-h200-powerlaw.yaml",
+    "instances/models/kimi-k2-h200-powerlaw.yaml",
 )
+#: The seed whose solve process the import-time breakdown profiles (a feasible, quick one).
+STARTUP_SEED = "instances/seeds/004-moe-16l-tp8-ep8-pp2.yaml"
 
 
 def cases() -> list[tuple[str, float]]:
@@ -48,9 +59,15 @@ def cases() -> list[tuple[str, float]]:
     return [(s, SEED_TARGET_S) for s in seeds] + [(p, POWER_LAW_TARGET_S) for p in POWER_LAW]
 
 
+def moeplan_cmd() -> list[str]:
+    """The ``moeplan`` console script next to this interpreter, else ``python -m moeplan``."""
+    script = Path(sys.executable).with_name("moeplan")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "moeplan"]
+
+
 def run_process(path: str, workers: int) -> tuple[float, dict | None, int]:
     """Wall time of one ``moeplan solve`` process, its JSON document and exit code."""
-    cmd = [sys.executable, "-m", "moeplan", "solve", path, "--json", "--workers", str(workers)]
+    cmd = moeplan_cmd() + ["solve", path, "--json", "--workers", str(workers)]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -127,6 +144,122 @@ def measure(runs: int, workers: int, log=print) -> list[dict]:
     return rows
 
 
+def _wall(cmd: list[str]) -> tuple[float, str]:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    return time.perf_counter() - start, proc.stderr
+
+
+def import_times(stderr: str) -> tuple[float, dict[str, float], dict[str, float]]:
+    """``-X importtime`` output -> (total ms, ms by top-level package, ms by module), each
+    module's own ("self") time, so nothing is counted twice."""
+    total, by_pkg, by_mod = 0.0, {}, {}
+    for line in stderr.splitlines():
+        if not line.startswith("import time:"):
+            continue
+        fields = line[len("import time:"):].split("|")
+        if len(fields) != 3 or not fields[0].strip().isdigit():
+            continue  # the header line
+        own_ms, name = int(fields[0]) / 1000, fields[2].strip()
+        total += own_ms
+        pkg = name.split(".")[0]
+        by_pkg[pkg] = by_pkg.get(pkg, 0.0) + own_ms
+        by_mod[name] = by_mod.get(name, 0.0) + own_ms
+    return total, by_pkg, by_mod
+
+
+def startup(runs: int, workers: int) -> dict:
+    """Start-up costs: medians of ``runs`` processes each."""
+    py = [sys.executable]
+    solve_args = ["solve", STARTUP_SEED, "--json", "--workers", str(workers)]
+    out: dict = {"runs": runs, "seed": STARTUP_SEED}
+    out["python_s"] = statistics.median(_wall(py + ["-c", "pass"])[0] for _ in range(runs))
+    out["help_s"] = statistics.median(_wall(moeplan_cmd() + ["--help"])[0] for _ in range(runs))
+    out["solve_s"] = statistics.median(_wall(moeplan_cmd() + solve_args)[0]
+                                       for _ in range(runs))
+    for key, args in (("solve", solve_args), ("help", ["--help"])):
+        totals, pkgs, mods = [], [], []
+        for _ in range(runs):
+            _, err = _wall(py + ["-X", "importtime", "-m", "moeplan"] + args)
+            t, p, m = import_times(err)
+            totals.append(t)
+            pkgs.append(p)
+            mods.append(m)
+        names = set().union(*pkgs)
+        out[f"{key}_imports_ms"] = statistics.median(totals)
+        out[f"{key}_by_package_ms"] = {
+            n: statistics.median(p.get(n, 0.0) for p in pkgs) for n in names}
+        mnames = set().union(*mods)
+        out[f"{key}_by_module_ms"] = {
+            n: statistics.median(m.get(n, 0.0) for m in mods) for n in mnames}
+    return out
+
+
+def startup_markdown(st: dict, top: int = 12) -> list[str]:
+    solve_pkg, help_pkg = st["solve_by_package_ms"], st["help_by_package_ms"]
+    order = sorted(set(solve_pkg) | set(help_pkg),
+                   key=lambda n: -max(solve_pkg.get(n, 0.0), help_pkg.get(n, 0.0)))[:top]
+    rest_solve = st["solve_imports_ms"] - sum(solve_pkg.get(n, 0.0) for n in order)
+    rest_help = st["help_imports_ms"] - sum(help_pkg.get(n, 0.0) for n in order)
+    lines = [
+        "### Start-up",
+        "",
+        f"Medians of {st['runs']} processes each. The whole `moeplan solve` of "
+        f"`{st['seed']}` (its solve itself takes a few hundredths of a second) against "
+        "`moeplan --help` and an empty interpreter:",
+        "",
+        "| process | median |",
+        "|---|---:|",
+        f"| `python -c pass` | {st['python_s']:.2f} s |",
+        f"| `moeplan --help` | {st['help_s']:.2f} s |",
+        f"| `moeplan solve {st['seed']} --json` | {st['solve_s']:.2f} s |",
+        "",
+        "Import time by top-level package (each module's own time under `python -X importtime "
+        "-m moeplan …`, which itself slows imports a little; median of "
+        f"{st['runs']} runs):",
+        "",
+        "| package | `solve … --json` | `--help` |",
+        "|---|---:|---:|",
+    ]
+    for n in order:
+        lines.append(f"| `{n}` | {solve_pkg.get(n, 0.0):.0f} ms | {help_pkg.get(n, 0.0):.0f} ms |")
+    lines += [
+        f"| everything else | {rest_solve:.0f} ms | {rest_help:.0f} ms |",
+        f"| **all imports** | **{st['solve_imports_ms']:.0f} ms** | "
+        f"**{st['help_imports_ms']:.0f} ms** |",
+        "",
+    ]
+    mods = st["solve_by_module_ms"]
+    slow = sorted(mods, key=lambda n: -mods[n])[:8]
+    lines += ["Slowest single modules of the solve process (own time): "
+              + ", ".join(f"`{n}` {mods[n]:.0f} ms" for n in slow) + ".", ""]
+    return lines
+
+
+def code_version() -> str:
+    """What code was measured: ``$BENCH_CODE_VERSION`` when set (a snapshot outside git), else
+    the git commit, with the number of uncommitted files under solver/ and moeplan/."""
+    env = os.environ.get("BENCH_CODE_VERSION")
+    if env:
+        return env
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "solver", "moeplan"],
+                               cwd=ROOT, check=True, capture_output=True,
+                               text=True).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown code version"
+    return f"commit {head}" + (f" with {len(dirty)} uncommitted files under solver/ and "
+                               "moeplan/" if dirty else "")
+
+
+def bytecode_note() -> str:
+    return ("no bytecode cache (PYTHONDONTWRITEBYTECODE is set: every project module is compiled "
+            "from source in every process)" if os.environ.get("PYTHONDONTWRITEBYTECODE")
+            else "bytecode cache on")
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -144,19 +277,21 @@ def load_average() -> str:
         return "unknown"
 
 
-def markdown(rows: list[dict], runs: int, workers: int, load: str = "unknown") -> str:
+def markdown(rows: list[dict], runs: int, workers: int, load: str = "unknown",
+             st: dict | None = None) -> str:
     from ortools import __version__ as ortools_version
 
     from moeplan import __version__
 
     met = sum(r["met"] for r in rows)
     lines = [
-        "## Solve times (issue 3)",
+        "## Solve times (issues 3 and 10)",
         "",
-        f"Median of {runs} runs of the whole process `python -m moeplan solve INSTANCE --json "
+        f"Median of {runs} runs of the whole process `moeplan solve INSTANCE --json "
         f"--workers {workers}` (start-up, imports, loading, solving, output), measured "
         f"{dt.date.today().isoformat()} on {cpu_name()} ({os.cpu_count()} CPUs), Python "
-        f"{platform.python_version()}, OR-Tools {ortools_version}, moeplan {__version__}; "
+        f"{platform.python_version()}, OR-Tools {ortools_version}, moeplan {__version__} "
+        f"({code_version()}), {bytecode_note()}; "
         f"1-minute load average {load} before the runs (other processes compete for the "
         "CPUs above about 0). "
         "\"Solver\" is the planner's own `solve_time_s` of the last run. "
@@ -180,6 +315,8 @@ def markdown(rows: list[dict], runs: int, workers: int, load: str = "unknown") -
             lines.append(f"- `{r['instance']}`: {r['median_s']:.1f} s against "
                          f"{r['target_s']:g} s ({r['status']}) — {r['why']}.")
     lines.append("")
+    if st is not None:
+        lines += startup_markdown(st)
     return "\n".join(lines)
 
 
@@ -189,12 +326,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="CP-SAT workers (--workers)")
     parser.add_argument("--docs", type=Path, help="replace the generated section of this file")
     parser.add_argument("--json", type=Path, help="also write the raw rows as JSON here")
+    parser.add_argument("--no-startup", action="store_true",
+                        help="skip the start-up and import-time measurements")
     args = parser.parse_args(argv)
     load = load_average()
     rows = measure(args.runs, args.workers, log=lambda m: print(m, file=sys.stderr))
-    text = markdown(rows, args.runs, args.workers, load)
+    st = None if args.no_startup else startup(args.runs, args.workers)
+    text = markdown(rows, args.runs, args.workers, load, st)
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+        args.json.write_text(json.dumps({"rows": rows, "startup": st}, indent=2) + "\n")
     if args.docs is None:
         print(text)
         return 0
