@@ -366,16 +366,6 @@ def engine_dispatch_precision(x: Shape) -> Violation | None:
                      f"{native})", "engine.ep_dispatch_precision")
 
 
-def engine_kv_cache_precision(x: Shape) -> Violation | None:
-    """The engines store the KV cache in BF16 or FP8 (vLLM --kv-cache-dtype, SGLang
-    --kv-cache-dtype, TensorRT-LLM kv_cache_config.dtype)."""
-    e, kv = engine_of(x), x.model.kv_precision
-    if e is None or kv in ("bf16", "fp8"):
-        return None
-    return Violation("engine", f"a {kv} KV cache: {ENGINE_VERSIONS[e]} stores it in bf16 or "
-                     "fp8", "model.kv_precision")
-
-
 def trtllm_attention_dp(x: Shape) -> Violation | None:
     """TensorRT-LLM's attention DP (enable_attention_dp) runs attention with TP 1 on every
     rank: dp > 1 needs tp = 1."""
@@ -446,7 +436,6 @@ ENGINE_RULES: tuple[Rule, ...] = (
     vllm_expert_parallel_stage,
     vllm_expert_tensor_stage,
     engine_dispatch_precision,
-    engine_kv_cache_precision,
     trtllm_attention_dp,
     trtllm_two_batch_overlap,
     vllm_dp_ranks_within_nodes,

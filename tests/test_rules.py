@@ -286,10 +286,6 @@ CASES = [
                  ("engine", "engine.ep_dispatch_precision"), id="sglang-bf16-dispatch"),
     pytest.param(R.engine_dispatch_precision, shape(tp=4, ep=1, etp=4, dispatch="fp8"), None,
                  id="no-ep-any-dispatch"),
-    pytest.param(R.engine_kv_cache_precision, shape(m=model(kv_precision="fp16")),
-                 ("engine", "model.kv_precision"), id="kv-fp16"),
-    pytest.param(R.engine_kv_cache_precision, shape(m=model(kv_precision="fp8")), None,
-                 id="kv-fp8"),
     pytest.param(R.trtllm_attention_dp, shape(tp=2, dp=2, engine="trtllm"),
                  ("engine", "degrees.tp"), id="trtllm-tp2-dp2"),
     pytest.param(R.trtllm_attention_dp, shape(tp=1, dp=4, engine="trtllm"), None,
@@ -456,8 +452,6 @@ def engine_violations(x: Shape) -> list[tuple[str, str]]:
     native = "bf16" if name == "vllm" else "fp8"
     if moe and g.ep > 1 and x.engine.dispatch_precision != native:
         out.append(("engine", "engine.ep_dispatch_precision"))
-    if x.model.kv_precision not in ("bf16", "fp8"):
-        out.append(("engine", "model.kv_precision"))
     if name == "trtllm" and g.dp > 1 and g.tp > 1:
         out.append(("engine", "degrees.tp"))
     if name == "trtllm" and x.engine.overlap == "two_batch":
