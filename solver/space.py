@@ -71,20 +71,19 @@ class PlanSpace:
         them, or that the space is engine-agnostic."""
         i = self.instance
         if not i.search.engine_rules:
-            return "any engine shape (search.engine_rules: false; cp, edp > 1 searched)"
+            return "any engine shape (search.engine_rules: false: cp, edp > 1 searched)"
         name = i.engine.name
         out = ["cp = 1", "edp = 1"]
-        if self.model.moe_layers:
-            if name == "vllm":
-                out.append("ep = tp·dp with etp = 1, or ep = 1 with etp = tp·dp")
-            if name != "trtllm" or i.engine.overlap != "two_batch":
-                out.append(f"ep > 1 with {rules.NATIVE_DISPATCH[name]} dispatch")
+        if name == "vllm" and self.model.moe_layers:
+            out.append("etp = 1 with ep > 1")
         if name == "trtllm":
             out.append("tp = 1 with dp > 1")
-            if i.engine.overlap == "two_batch":
-                out.append("no two-batch overlap")
+        if self.model.moe_layers:
+            out.append(f"{rules.NATIVE_DISPATCH[name].upper()} dispatch")
         if name == "vllm":
-            out.append("whole data-parallel ranks per node")
+            out.append("whole DP ranks per node")
+        if name == "trtllm" and i.engine.overlap == "two_batch":
+            out.append("no two-batch overlap")
         return f"{rules.ENGINE_VERSIONS[name]} ({', '.join(out)})"
 
     @property
