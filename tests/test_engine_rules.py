@@ -123,3 +123,15 @@ def test_the_space_holds_no_cp_or_edp_under_the_engine_rules(engine: str) -> Non
     assert grids and all(g.cp == 1 and g.edp == 1 for g in grids)
     agnostic = PlanSpace(under(inst, engine, engine_rules=False))
     assert any(g.cp > 1 or g.edp > 1 for n in (4, 8, 16) for g in agnostic.grids(n))
+
+
+@pytest.mark.unit
+def test_the_opt_out_crosses_the_wire() -> None:
+    from service.convert import instance_from_proto, instance_to_proto
+    from solver.instance import load_instance
+
+    inst = load_instance("instances/models/mixtral-8x7b-h100.yaml")
+    for on in (True, False):
+        x = inst.model_copy(update={"search": inst.search.model_copy(
+            update={"engine_rules": on})})
+        assert instance_from_proto(instance_to_proto(x)).search.engine_rules is on
