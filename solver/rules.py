@@ -524,4 +524,9 @@ GRID_RULES: tuple[Rule, ...] = tuple(r for r in RULES
 
 def violations(x: Shape, rules: tuple[Rule, ...] = RULES) -> list[Violation]:
     """Every rule of ``rules`` that ``x`` breaks."""
-    return [v for v in (rule(x) for rule in rules) if v is not None]
+    out = []
+    for rule in rules:
+        v = rule(x)
+        if v is not None:
+            out.append(v)
+    return out
