@@ -232,4 +232,4 @@ def test_the_deepseek_instance_returns_within_its_limit() -> None:
         result = planner.solve(inst, time_limit_s=limit)
         assert time.monotonic() - start <= limit + 2.0, result.status
         if result.bound is not None:
-            assert result.bound <= 43
+            assert result.bound <= 45  # the proved optimum (SGLang's rules)
