@@ -31,6 +31,7 @@ class PoolSpace(PlanSpace):
 
     def __init__(self, instance: Instance, pool: Pool):
         self.pool = pool
+        self.pool_name = pool
         self.source = instance
         if pool == "prefill":  # no batch of sequences: dp is not capped by it
             instance = instance.model_copy(update={"workload": instance.workload.model_copy(

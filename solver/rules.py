@@ -44,6 +44,8 @@ class Shape:
     grid: Grid
     batch: int
     redundant: int
+    #: "" for an aggregated deployment, else the pool of a two-pool one ("prefill", "decode")
+    pool: str = ""
 
     @property
     def slots(self) -> int:
@@ -66,6 +68,19 @@ def default_redundant(search: SearchOptions, ep: int) -> int:
 def fits_node(span: int, gpus_per_node: int) -> bool:
     """A group of ``span`` consecutive GPUs sits inside one node iff it tiles nodes exactly."""
     return span <= gpus_per_node and gpus_per_node % span == 0
+
+
+def node_layout(gpus_per_instance: int, gpus_per_node: int, group: int) -> tuple[int, int]:
+    """``(nodes, GPUs per node)`` of one instance as the export lays it out: the fewest nodes
+    with equal GPU counts that keep every TP·CP group of ``group`` GPUs inside a node (the
+    largest divisor of the instance's GPUs that fits a node and is a multiple of ``group``;
+    when the group is wider than a node, the largest divisor that fits one)."""
+    gpi, gpn = gpus_per_instance, gpus_per_node
+    fits = [k for k in range(1, min(gpi, gpn) + 1) if gpi % k == 0 and k % group == 0]
+    if not fits:
+        fits = [k for k in range(1, min(gpi, gpn) + 1) if gpi % k == 0]
+    per_node = max(fits)
+    return gpi // per_node, per_node
 
 
 # -- the GPU identity --------------------------------------------------------------------------
@@ -273,6 +288,212 @@ def prefill_keeps_up(x: Shape) -> Violation | None:
                      "batch")
 
 
+# -- what the engines can run (search.engine_rules) ---------------------------------------------
+# The export (solver/export) targets these engine versions; each rule below is what the engine's
+# own code refuses or cannot express, with the source in its message. An instance with
+# search.engine_rules: false is judged without them (the engine-agnostic plan space).
+
+#: The engine versions the rules describe (solver/export/data holds their parsers' options).
+ENGINE_VERSIONS = {"vllm": "vLLM 0.11.0", "sglang": "SGLang 0.5.3",
+                   "trtllm": "TensorRT-LLM main@00209af1"}
+#: The dispatch precision of each engine's expert-parallel all-to-all.
+NATIVE_DISPATCH = {"vllm": "bf16", "sglang": "fp8", "trtllm": "fp8"}
+
+
+def engine_of(x: Shape) -> str | None:
+    """The engine whose rules judge ``x``; None when the instance opts out."""
+    return x.engine.name if x.search.engine_rules else None
+
+
+def engine_context_parallel(x: Shape) -> Violation | None:
+    """No engine runs moeplan's cp (the sequence split over GPUs in prefill and decode)."""
+    e, cp = engine_of(x), x.grid.cp
+    if e is None or cp == 1:
+        return None
+    return Violation("engine", f"cp = {cp}: {ENGINE_VERSIONS[e]} has no context parallelism "
+                     "for both prefill and decode (moeplan's cp); search.engine_rules: false "
+                     "plans without the engine's rules", "degrees.cp")
+
+
+def engine_expert_data_parallel(x: Shape) -> Violation | None:
+    """The engines' expert groups always cover every GPU of a stage: edp = 1."""
+    e, g = engine_of(x), x.grid
+    if e is None or g.edp == 1:
+        return None
+    return Violation("engine", f"edp = {g.edp}: {ENGINE_VERSIONS[e]}'s expert groups always "
+                     f"cover every GPU of a stage (etp·ep = tp·dp = {g.tp * g.dp})",
+                     "degrees.edp")
+
+
+def vllm_expert_parallel_stage(x: Shape) -> Violation | None:
+    """vLLM --enable-expert-parallel puts one expert group of ep = tp·dp on a stage, etp = 1."""
+    g = x.grid
+    if engine_of(x) != "vllm" or not x.model.moe_layers or g.ep == 1:
+        return None
+    stage = g.tp * g.dp
+    if (g.ep, g.etp) == (stage, 1):
+        return None
+    return Violation("engine", f"ep = {g.ep}, etp = {g.etp}: vLLM 0.11.0 "
+                     "--enable-expert-parallel puts one expert group of ep = tp·dp = "
+                     f"{stage} on a stage (etp = 1)", "degrees.ep")
+
+
+def vllm_expert_tensor_stage(x: Shape) -> Violation | None:
+    """vLLM without expert parallelism shards every expert over the stage's tp·dp GPUs."""
+    g = x.grid
+    if engine_of(x) != "vllm" or not x.model.moe_layers or g.ep > 1:
+        return None
+    stage = g.tp * g.dp
+    if g.etp == stage:
+        return None
+    return Violation("engine", f"etp = {g.etp}: vLLM 0.11.0 without expert parallelism shards "
+                     f"every expert over tp·dp = {stage} GPUs", "degrees.etp")
+
+
+def engine_dispatch_precision(x: Shape) -> Violation | None:
+    """Expert-parallel dispatch moves tokens in the precision the engine's all-to-all uses."""
+    e = engine_of(x)
+    if e is None or x.grid.ep == 1 or not x.model.moe_layers:
+        return None
+    have, native = x.engine.dispatch_precision, NATIVE_DISPATCH[e]
+    if have == native:
+        return None
+    how = {"vllm": "its all2all backend allgather_reducescatter moves BF16",
+           "sglang": "its DeepEP backend dispatches FP8",
+           "trtllm": "its wide-EP all-to-all quantises dispatch to FP8"}[e]
+    return Violation("engine", f"ep = {x.grid.ep} with expert-parallel dispatch in {have}: "
+                     f"{ENGINE_VERSIONS[e]}: {how} (set engine.ep_dispatch_precision: "
+                     f"{native})", "engine.ep_dispatch_precision")
+
+
+def trtllm_attention_dp(x: Shape) -> Violation | None:
+    """TensorRT-LLM's attention DP (enable_attention_dp) runs attention with TP 1 on every
+    rank: dp > 1 needs tp = 1."""
+    g = x.grid
+    if engine_of(x) != "trtllm" or g.dp == 1 or g.tp == 1:
+        return None
+    return Violation("engine", f"tp = {g.tp} with dp = {g.dp}: TensorRT-LLM's attention DP runs "
+                     "attention with TP 1 on every rank (enable_attention_dp)", "degrees.tp")
+
+
+def trtllm_two_batch_overlap(x: Shape) -> Violation | None:
+    """trtllm-serve has no option for two-batch overlap."""
+    if engine_of(x) != "trtllm" or x.engine.overlap != "two_batch":
+        return None
+    return Violation("engine", "two-batch overlap: trtllm-serve has no option for it (set "
+                     "engine.overlap: none)", "engine.overlap")
+
+
+def vllm_dp_ranks_within_nodes(x: Shape) -> Violation | None:
+    """Multi-node data parallelism in vLLM starts whole data-parallel ranks (tp·pp GPUs) on each
+    node (--data-parallel-size-local)."""
+    g = x.grid
+    if engine_of(x) != "vllm" or g.dp == 1:
+        return None
+    nodes, per_node = node_layout(g.tp * g.cp * g.dp * g.pp, x.hw.gpus_per_node, g.tp * g.cp)
+    if nodes == 1 or per_node % (g.tp * g.pp) == 0:
+        return None
+    return Violation("engine", f"a data-parallel rank of tp·pp = {g.tp * g.pp} GPUs would span "
+                     f"nodes of {per_node} GPUs: vLLM 0.11.0 multi-node data parallelism needs "
+                     "whole ranks per node (--data-parallel-size-local)", "degrees")
+
+
+def sglang_decode_pipeline(x: Shape) -> Violation | None:
+    """SGLang runs its pipeline-parallel loop only without disaggregation or for prefill."""
+    if engine_of(x) != "sglang" or x.pool != "decode" or x.grid.pp == 1:
+        return None
+    return Violation("engine", f"pp = {x.grid.pp}: SGLang 0.5.3 has no pipeline-parallel decode "
+                     "loop in disaggregated mode (managers/scheduler.py runs event_loop_pp only "
+                     "without disaggregation or for prefill)", "degrees.pp")
+
+
+def vllm_disagg_pipeline(x: Shape) -> Violation | None:
+    """vLLM's NixlConnector pairs ranks by TP rank only: no pipeline stages in either pool."""
+    if engine_of(x) != "vllm" or not x.pool or x.grid.pp == 1:
+        return None
+    return Violation("engine", f"pp = {x.grid.pp}: vLLM 0.11.0's NixlConnector pairs ranks by "
+                     "TP rank only (the handshake listens on port VLLM_NIXL_SIDE_CHANNEL_PORT + "
+                     "dp_rank·tp + tp_rank, no pipeline stage; nixl_connector.py)", "degrees.pp")
+
+
+def vllm_prefill_tp_within_node(x: Shape) -> Violation | None:
+    """The decode instances reach every TP rank of a vLLM prefill rank at one host."""
+    g = x.grid
+    if engine_of(x) != "vllm" or x.pool != "prefill":
+        return None
+    _, per_node = node_layout(g.tp * g.cp * g.dp * g.pp, x.hw.gpus_per_node, g.tp * g.cp)
+    if per_node % g.tp == 0:
+        return None
+    return Violation("engine", f"a prefill TP group of {g.tp} GPUs would span nodes: vLLM "
+                     "0.11.0's decode instances reach every TP rank of a prefill rank at one "
+                     "host (VLLM_NIXL_SIDE_CHANNEL_HOST; nixl_connector.py)", "degrees.tp")
+
+
+#: The engine rules, in the order verify reports them.
+ENGINE_RULES: tuple[Rule, ...] = (
+    engine_context_parallel,
+    engine_expert_data_parallel,
+    vllm_expert_parallel_stage,
+    vllm_expert_tensor_stage,
+    engine_dispatch_precision,
+    trtllm_attention_dp,
+    trtllm_two_batch_overlap,
+    vllm_dp_ranks_within_nodes,
+    sglang_decode_pipeline,
+    vllm_disagg_pipeline,
+    vllm_prefill_tp_within_node,
+)
+
+#: Rules that depend on the pipeline degree or the instance's GPUs, not only on a stage's
+#: degrees: the plan space checks them again once pp is chosen (they pass at pp = 1 whenever
+#: they pass at any pp).
+PP_RULES: tuple[Rule, ...] = (
+    pp_within_layers,
+    vllm_dp_ranks_within_nodes,
+    sglang_decode_pipeline,
+    vllm_disagg_pipeline,
+    vllm_prefill_tp_within_node,
+)
+
+
+# -- the two pools of a disaggregated plan, together ---------------------------------------------
+
+PairRule = Callable[[str, Grid, Grid], "Violation | None"]
+
+
+def sglang_stage_sizes_nest(engine: str, prefill: Grid, decode: Grid) -> Violation | None:
+    """SGLang transfers KV between TP sizes (tp·dp, its --tp-size) only when one is a
+    multiple of the other."""
+    if engine != "sglang":
+        return None
+    sp, sd = prefill.tp * prefill.dp, decode.tp * decode.dp
+    if max(sp, sd) % min(sp, sd) == 0:
+        return None
+    return Violation("engine", f"a prefill stage of tp·dp = {sp} GPUs and a decode stage of "
+                     f"{sd}: SGLang 0.5.3 transfers KV between TP sizes only when one is a "
+                     "multiple of the other (server_args.py, validate_disagg_tp_size)",
+                     "decode.degrees.tp")
+
+
+def vllm_decode_tp_multiple(engine: str, prefill: Grid, decode: Grid) -> Violation | None:
+    """vLLM's NixlConnector needs the decode TP to be a multiple of the prefill TP."""
+    if engine != "vllm" or decode.tp % prefill.tp == 0:
+        return None
+    return Violation("engine", f"decode tp = {decode.tp} with prefill tp = {prefill.tp}: vLLM "
+                     "0.11.0's NixlConnector needs the decode TP to be a multiple of the prefill "
+                     "TP (nixl_connector.py, add_remote_agent: 'Decode TP cannot be smaller than "
+                     "prefill TP')", "decode.degrees.tp")
+
+
+#: The rules on the pair of pools of a two-pool plan.
+PAIR_RULES: tuple[PairRule, ...] = (sglang_stage_sizes_nest, vllm_decode_tp_multiple)
+
+
+def pair_violations(engine: str, prefill: Grid, decode: Grid) -> list[Violation]:
+    """Every pair rule the two pools' grids break under ``engine``."""
+    return [v for v in (r(engine, prefill, decode) for r in PAIR_RULES) if v is not None]
+
+
 #: Every structural rule, in the order verify reports them.
 RULES: tuple[Rule, ...] = (
     expert_grid_identity,
@@ -293,6 +514,7 @@ RULES: tuple[Rule, ...] = (
     etp_within_node,
     ep_within_node,
     prefill_keeps_up,
+    *ENGINE_RULES,
 )
 
 #: Rules that depend only on the degrees (not on the batch): the plan space filters grids by them.
@@ -302,4 +524,9 @@ GRID_RULES: tuple[Rule, ...] = tuple(r for r in RULES
 
 def violations(x: Shape, rules: tuple[Rule, ...] = RULES) -> list[Violation]:
     """Every rule of ``rules`` that ``x`` breaks."""
-    return [v for v in (rule(x) for rule in rules) if v is not None]
+    out = []
+    for rule in rules:
+        v = rule(x)
+        if v is not None:
+            out.append(v)
+    return out

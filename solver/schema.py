@@ -514,6 +514,10 @@ class SearchOptions(Strict):
         "all-to-all: NVLink inside a node, RDMA across nodes). Default true, as DeepSeek-V3 and "
         "Kimi-K2 are served.")
     tp_cross_node: bool = Field(False, description="Allow TP groups to span nodes.")
+    engine_rules: bool = Field(
+        True, description="Search only plans engine.name can launch (solver/rules.py, "
+        "ENGINE_RULES: cp = 1, edp = 1 and each engine's own shapes; echoed in search_space). "
+        "false: the engine-agnostic plan space (cp and edp above 1 included), for research.")
     time_limit_s: Float = Field(
         60.0, gt=0, le=MAX_TIME_LIMIT_S, allow_inf_nan=False, description="Solver time limit."
     )

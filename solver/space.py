@@ -54,6 +54,7 @@ class PlanSpace:
         if m.moe_layers:
             out["ep"] = "may span nodes" if s.ep_cross_node else "within a node"
             out["redundant_experts"] = s.redundant_experts
+        out["runnable on"] = self.engine_summary()
         for key in ("max_pp", "max_cp", "max_dp"):
             if getattr(s, key) is not None:
                 out[key] = getattr(s, key)
@@ -64,6 +65,31 @@ class PlanSpace:
         out["batch"] = (self.bmin if self.bmin == self.bmax
                         else {"min": self.bmin, "max": self.bmax})
         return out
+
+    def engine_summary(self) -> str:
+        """The engine rules in force (:data:`solver.rules.ENGINE_RULES`), as the answer echoes
+        them, or that the space is engine-agnostic."""
+        i = self.instance
+        if not i.search.engine_rules:
+            return "any engine shape (search.engine_rules: false: cp, edp > 1 searched)"
+        name = i.engine.name
+        out = ["cp = 1", "edp = 1"]
+        if name == "vllm" and self.model.moe_layers:
+            out.append("etp = 1 with ep > 1")
+        if name == "trtllm":
+            out.append("tp = 1 with dp > 1")
+        if self.model.moe_layers:
+            out.append(f"{rules.NATIVE_DISPATCH[name].upper()} dispatch")
+        if name == "vllm":
+            out.append("whole DP ranks per node")
+        if name == "trtllm" and i.engine.overlap == "two_batch":
+            out.append("no two-batch overlap")
+        return f"{rules.ENGINE_VERSIONS[name]} ({', '.join(out)})"
+
+    @property
+    def cp_limit(self) -> int | None:
+        """The largest cp searched: 1 under the engine rules, else ``search.max_cp``."""
+        return 1 if self.search.engine_rules else self.search.max_cp
 
     def restricted(self) -> bool:
         """Whether the user narrowed the space beyond the defaults."""
@@ -85,7 +111,11 @@ class PlanSpace:
     def shape(self, grid: Grid, batch: int, redundant: int) -> Shape:
         i = self.instance
         return Shape(model=i.model, hw=i.hardware, search=i.search, engine=i.engine,
-                     workload=i.workload, grid=grid, batch=batch, redundant=redundant)
+                     workload=i.workload, grid=grid, batch=batch, redundant=redundant,
+                     pool=self.pool_name)
+
+    #: The pool this space is of ("" for an aggregated deployment; :mod:`solver.pool_space`).
+    pool_name = ""
 
     def restriction_violations(self, grid: Grid, batch: int, replicas: int | None = None
                                ) -> list[Violation]:
@@ -144,7 +174,7 @@ class PlanSpace:
             if n % tp or not self.allowed("tp", tp):
                 continue
             for cp in divisors(n // tp):
-                if (s.max_cp and cp > s.max_cp) or not self.allowed("cp", cp):
+                if (self.cp_limit and cp > self.cp_limit) or not self.allowed("cp", cp):
                     continue
                 dp = n // (tp * cp)
                 if dp > self.bmax or (s.max_dp and dp > s.max_dp) or not self.allowed("dp", dp):
@@ -180,8 +210,13 @@ class PlanSpace:
                 continue
             for g in self.inner(gpus_per_instance // pp):
                 grid = g._replace(pp=pp)
-                if self.q_range(grid) is not None:
-                    out.append(grid)
+                if self.q_range(grid) is None:
+                    continue
+                # rules.PP_RULES: inner() judged the stage at pp = 1
+                if pp > 1 and rules.violations(self.shape(grid, grid.dp, self.redundant(grid.ep)),
+                                               rules.PP_RULES):
+                    continue
+                out.append(grid)
         return out
 
     @cached_property
@@ -195,7 +230,7 @@ class PlanSpace:
             if not self.allowed("tp", tp):
                 continue
             for cp in range(1, MAX_GPUS // tp + 1):
-                if (s.max_cp and cp > s.max_cp) or not self.allowed("cp", cp):
+                if (self.cp_limit and cp > self.cp_limit) or not self.allowed("cp", cp):
                     continue
                 if not s.tp_cross_node and (tp * cp > gpn or gpn % (tp * cp)):
                     if tp * cp > gpn:

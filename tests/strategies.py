@@ -113,6 +113,8 @@ def small_search(draw: st.DrawFn) -> SearchOptions:
         **limits,
         redundant_experts=draw(st.sampled_from([0, 0, 2, 3]), label="redundant_experts"),
         ep_cross_node=draw(st.sampled_from([True, True, False]), label="ep_cross_node"),
+        # mostly what the engine can run; sometimes the engine-agnostic space (cp, edp > 1)
+        engine_rules=draw(st.sampled_from([True, True, False]), label="engine_rules"),
     )
 
 

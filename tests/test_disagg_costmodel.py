@@ -246,9 +246,13 @@ def test_a_sized_pair_is_valid() -> None:
     ({"degrees": {"dp": 32, "ep": 32}, "tokens_per_step": 16384},
      {"degrees": {"dp": 24, "ep": 24}, "batch": 24 * 200}, {}, {"memory"},
      {"hardware.hbm_gb"}),
-    # ep = 20 does not divide the 288 slots (256 experts + 32 redundant)
+    # ep = 20 does not divide the 288 slots (256 experts + 32 redundant); and SGLang's expert
+    # groups cover the stage (edp = 1)
     ({"degrees": {"dp": 40, "ep": 20, "edp": 2}, "tokens_per_step": 16384}, GOOD[1], {},
-     {"divisibility"}, {"prefill.degrees.ep"}),
+     {"divisibility", "engine"}, {"prefill.degrees.ep", "prefill.degrees.edp"}),
+    # a two-pool engine rule: SGLang runs no pipeline-parallel decode loop
+    (GOOD[0], {"degrees": {"dp": 24, "ep": 24, "pp": 2}, "batch": 24 * 32}, {},
+     None, {"decode.degrees.pp"}),
     ({"degrees": {"dp": 32, "ep": 32}, "tokens_per_step": 16384},
      {"degrees": {"dp": 24, "ep": 24}, "batch": 24 * 32 + 1}, {},
      {"divisibility"}, {"decode.batch"}),
@@ -257,7 +261,8 @@ def test_verify_names_each_rule_of_the_pair(prefill, decode, targets, rules, fie
     data = {**DS, "workload": {**DS["workload"],
                                "targets": {**DS["workload"]["targets"], **targets}}}
     report = disagg.verify(instance_from_dict(data), _plan(prefill, decode))
-    assert {v.rule for v in report.violations} == rules, [str(v) for v in report.violations]
+    if rules is not None:
+        assert {v.rule for v in report.violations} == rules, [str(v) for v in report.violations]
     assert fields <= {v.field for v in report.violations}
     for v in report.violations:
         if v.field.startswith(("prefill.", "decode.")):

@@ -59,7 +59,8 @@ def hw(gpus_per_node: int = 8) -> HardwareSpec:
 def shape(tp: int = 1, cp: int = 1, dp: int = 1, ep: int | None = None, etp: int = 1,
           edp: int | None = None, pp: int = 1, batch: int | None = None, redundant: int = 0,
           m: ModelSpec | None = None, gpn: int = 8, budget: int = 512, input_len: int = 128,
-          output_len: int = 64, **search) -> Shape:
+          output_len: int = 64, engine: str = "vllm", dispatch: str | None = None,
+          overlap: str = "none", pool: str = "", **search) -> Shape:
     """A shape; by default the MoE grid folds the attention grid (ep = tp·cp·dp/etp, edp 1)."""
     n = tp * cp * dp
     if ep is None:
@@ -67,9 +68,11 @@ def shape(tp: int = 1, cp: int = 1, dp: int = 1, ep: int | None = None, etp: int
     if edp is None:
         edp = max(1, n // (etp * ep))
     return Shape(model=m or model(), hw=hw(gpn), search=SearchOptions(**search),
-                 engine=EngineSpec(max_num_batched_tokens=budget),
+                 engine=EngineSpec(name=engine, max_num_batched_tokens=budget,
+                                   ep_dispatch_precision=dispatch, overlap=overlap),
                  workload=Workload(input_len=input_len, output_len=output_len),
-                 grid=Grid(tp, cp, dp, ep, etp, edp, pp), batch=batch or dp, redundant=redundant)
+                 grid=Grid(tp, cp, dp, ep, etp, edp, pp), batch=batch or dp, redundant=redundant,
+                 pool=pool)
 
 
 R = rules
@@ -251,6 +254,71 @@ CASES = [
     pytest.param(R.prefill_keeps_up, shape(dp=2, batch=341), ("capacity", "batch"),
                  id="dp2-q171-uneven"),
     pytest.param(R.prefill_keeps_up, shape(batch=341, budget=1024), None, id="budget-1024"),
+    # -- engine rules (search.engine_rules, default on) --
+    pytest.param(R.engine_context_parallel, shape(tp=2, cp=2, engine="sglang"),
+                 ("engine", "degrees.cp"), id="engine-cp2-sglang"),
+    pytest.param(R.engine_context_parallel, shape(tp=2, cp=2, engine_rules=False), None,
+                 id="engine-cp2-opted-out"),
+    pytest.param(R.engine_context_parallel, shape(tp=2, dp=2), None, id="engine-cp1"),
+    pytest.param(R.engine_expert_data_parallel, shape(tp=2, dp=2, ep=2, edp=2, engine="trtllm"),
+                 ("engine", "degrees.edp"), id="engine-edp2"),
+    pytest.param(R.engine_expert_data_parallel, shape(tp=2, dp=2, ep=2, edp=2,
+                                                      engine_rules=False),
+                 None, id="engine-edp2-opted-out"),
+    pytest.param(R.engine_expert_data_parallel, shape(tp=2, dp=2), None, id="engine-edp1"),
+    pytest.param(R.vllm_expert_parallel_stage, shape(tp=2, dp=2, ep=4), None, id="vllm-ep-stage"),
+    pytest.param(R.vllm_expert_parallel_stage, shape(tp=2, dp=2, ep=2, etp=2),
+                 ("engine", "degrees.ep"), id="vllm-ep2-etp2"),
+    pytest.param(R.vllm_expert_parallel_stage, shape(tp=2, dp=2, ep=2, etp=2, engine="sglang"),
+                 None, id="sglang-ep2-etp2"),
+    pytest.param(R.vllm_expert_tensor_stage, shape(tp=2, dp=2, ep=1, etp=4), None,
+                 id="vllm-etp-stage"),
+    pytest.param(R.vllm_expert_tensor_stage, shape(tp=4, ep=1, etp=2, edp=2),
+                 ("engine", "degrees.etp"), id="vllm-etp2-of-4"),
+    pytest.param(R.vllm_expert_tensor_stage, shape(tp=4, m=DENSE_ONLY, ep=1, etp=1), None,
+                 id="vllm-dense-model"),
+    pytest.param(R.engine_dispatch_precision, shape(tp=2, dp=2, ep=4), None,
+                 id="vllm-bf16-dispatch"),
+    pytest.param(R.engine_dispatch_precision, shape(tp=2, dp=2, ep=4, dispatch="fp8"),
+                 ("engine", "engine.ep_dispatch_precision"), id="vllm-fp8-dispatch"),
+    pytest.param(R.engine_dispatch_precision, shape(tp=2, dp=2, ep=4, engine="sglang",
+                                                    dispatch="bf16"),
+                 ("engine", "engine.ep_dispatch_precision"), id="sglang-bf16-dispatch"),
+    pytest.param(R.engine_dispatch_precision, shape(tp=4, ep=1, etp=4, dispatch="fp8"), None,
+                 id="no-ep-any-dispatch"),
+    pytest.param(R.trtllm_attention_dp, shape(tp=2, dp=2, engine="trtllm"),
+                 ("engine", "degrees.tp"), id="trtllm-tp2-dp2"),
+    pytest.param(R.trtllm_attention_dp, shape(tp=1, dp=4, engine="trtllm"), None,
+                 id="trtllm-tp1-dp4"),
+    pytest.param(R.trtllm_attention_dp, shape(tp=2, dp=2, engine="sglang"), None,
+                 id="sglang-tp2-dp2"),
+    pytest.param(R.trtllm_two_batch_overlap, shape(engine="trtllm", overlap="two_batch"),
+                 ("engine", "engine.overlap"), id="trtllm-two-batch"),
+    pytest.param(R.trtllm_two_batch_overlap, shape(engine="sglang", overlap="two_batch"), None,
+                 id="sglang-two-batch"),
+    # 2 stages of tp 2 · dp 3 on 4-GPU nodes: 12 GPUs as 3 nodes of 4, a dp rank is 2·2 = 4 GPUs
+    pytest.param(R.vllm_dp_ranks_within_nodes, shape(tp=2, dp=3, pp=2, gpn=4), None,
+                 id="vllm-dp-rank-whole"),
+    # 1 stage of tp 2 · dp 3 on 4-GPU nodes: 6 GPUs as 3 nodes of 2, rank tp·pp = 2 fits
+    pytest.param(R.vllm_dp_ranks_within_nodes, shape(tp=2, dp=3, gpn=4), None,
+                 id="vllm-dp-rank-one-stage"),
+    # 3 stages of tp 2 · dp 2 on 4-GPU nodes: 12 GPUs as 3 nodes of 4, a rank is 2·3 = 6 GPUs
+    pytest.param(R.vllm_dp_ranks_within_nodes, shape(tp=2, dp=2, pp=3, gpn=4),
+                 ("engine", "degrees"), id="vllm-dp-rank-spans"),
+    pytest.param(R.sglang_decode_pipeline, shape(tp=2, pp=2, engine="sglang", pool="decode"),
+                 ("engine", "degrees.pp"), id="sglang-decode-pp2"),
+    pytest.param(R.sglang_decode_pipeline, shape(tp=2, pp=2, engine="sglang", pool="prefill"),
+                 None, id="sglang-prefill-pp2"),
+    pytest.param(R.sglang_decode_pipeline, shape(tp=2, pp=2, engine="sglang"), None,
+                 id="sglang-aggregated-pp2"),
+    pytest.param(R.vllm_disagg_pipeline, shape(tp=2, pp=2, pool="prefill"),
+                 ("engine", "degrees.pp"), id="vllm-prefill-pp2"),
+    pytest.param(R.vllm_disagg_pipeline, shape(tp=2, pp=2), None, id="vllm-aggregated-pp2"),
+    pytest.param(R.vllm_prefill_tp_within_node, shape(tp=8, gpn=4, pool="prefill",
+                                                      tp_cross_node=True),
+                 ("engine", "degrees.tp"), id="vllm-prefill-tp8-4gpu-nodes"),
+    pytest.param(R.vllm_prefill_tp_within_node, shape(tp=4, dp=2, gpn=4, pool="prefill"), None,
+                 id="vllm-prefill-tp4-4gpu-nodes"),
 ]
 
 
@@ -268,6 +336,37 @@ def test_rule(rule: rules.Rule, x: Shape, want: tuple[str, str] | None) -> None:
 def test_every_rule_has_accepted_and_rejected_cases() -> None:
     seen = {(p.values[0], p.values[2] is None) for p in CASES}
     for rule in rules.RULES:
+        assert (rule, True) in seen and (rule, False) in seen, rule.__name__
+
+
+def g(tp: int = 1, dp: int = 1, pp: int = 1) -> Grid:
+    return Grid(tp, 1, dp, tp * dp, 1, 1, pp)
+
+
+PAIR_CASES = [
+    pytest.param(R.sglang_stage_sizes_nest, "sglang", g(dp=16), g(dp=24), "decode.degrees.tp",
+                 id="sglang-16-24"),
+    pytest.param(R.sglang_stage_sizes_nest, "sglang", g(dp=8), g(dp=32), None, id="sglang-8-32"),
+    pytest.param(R.sglang_stage_sizes_nest, "sglang", g(tp=8), g(dp=2, tp=2), None,
+                 id="sglang-8-4"),
+    pytest.param(R.sglang_stage_sizes_nest, "vllm", g(dp=16), g(dp=24), None, id="vllm-16-24"),
+    pytest.param(R.vllm_decode_tp_multiple, "vllm", g(tp=4), g(tp=2, dp=8), "decode.degrees.tp",
+                 id="vllm-decode-tp-smaller"),
+    pytest.param(R.vllm_decode_tp_multiple, "vllm", g(tp=2), g(tp=4), None, id="vllm-2-4"),
+    pytest.param(R.vllm_decode_tp_multiple, "trtllm", g(tp=4), g(tp=2), None, id="trtllm-4-2"),
+]
+
+
+@pytest.mark.parametrize(("rule", "engine", "prefill", "decode", "field"), PAIR_CASES)
+def test_pair_rule(rule, engine: str, prefill: Grid, decode: Grid, field: str | None) -> None:
+    v = rule(engine, prefill, decode)
+    assert (v is None) if field is None else (v is not None and v.field == field and v.message)
+    assert (field is None) == (not rules.pair_violations(engine, prefill, decode))
+
+
+def test_every_pair_rule_has_accepted_and_rejected_cases() -> None:
+    seen = {(p.values[0], p.values[4] is None) for p in PAIR_CASES}
+    for rule in rules.PAIR_RULES:
         assert (rule, True) in seen and (rule, False) in seen, rule.__name__
 
 
@@ -331,7 +430,46 @@ def independent_violations(x: Shape) -> Counter:
     seqs = -(-per_rank // g.pp)
     if seqs * (wl.input_len + wl.output_len) >= wl.output_len * budget:
         out.append(("capacity", "batch"))
+    out += engine_violations(x)
     return Counter(out)
+
+
+def engine_violations(x: Shape) -> list[tuple[str, str]]:
+    """The engine rules, from docs/solver.md ("What the engines run") and docs/export.md."""
+    if not x.search.engine_rules:
+        return []
+    g, name, moe = x.grid, x.engine.name, len(x.model.moe_layers) > 0
+    stage = g.tp * g.dp
+    out = []
+    if g.cp != 1:
+        out.append(("engine", "degrees.cp"))
+    if g.edp != 1:
+        out.append(("engine", "degrees.edp"))
+    if name == "vllm" and moe and g.ep > 1 and not (g.ep == stage and g.etp == 1):
+        out.append(("engine", "degrees.ep"))
+    if name == "vllm" and moe and g.ep == 1 and g.etp != stage:
+        out.append(("engine", "degrees.etp"))
+    native = "bf16" if name == "vllm" else "fp8"
+    if moe and g.ep > 1 and x.engine.dispatch_precision != native:
+        out.append(("engine", "engine.ep_dispatch_precision"))
+    if name == "trtllm" and g.dp > 1 and g.tp > 1:
+        out.append(("engine", "degrees.tp"))
+    if name == "trtllm" and x.engine.overlap == "two_batch":
+        out.append(("engine", "engine.overlap"))
+    gpi, gpn = g.tp * g.cp * g.dp * g.pp, x.hw.gpus_per_node
+    # the export's layout: most GPUs per node that divide the instance and hold whole TP groups
+    per_node = max([k for k in range(1, min(gpi, gpn) + 1) if gpi % k == 0
+                    and k % (g.tp * g.cp) == 0] or
+                   [k for k in range(1, min(gpi, gpn) + 1) if gpi % k == 0])
+    if name == "vllm" and g.dp > 1 and gpi > per_node and per_node % (g.tp * g.pp):
+        out.append(("engine", "degrees"))
+    if name == "sglang" and x.pool == "decode" and g.pp > 1:
+        out.append(("engine", "degrees.pp"))
+    if name == "vllm" and x.pool and g.pp > 1:
+        out.append(("engine", "degrees.pp"))
+    if name == "vllm" and x.pool == "prefill" and per_node % g.tp:
+        out.append(("engine", "degrees.tp"))
+    return out
 
 
 def blocks_broken(x: Shape) -> set[str]:
@@ -384,12 +522,18 @@ def shapes(draw: st.DrawFn) -> Shape:
     edp = n // (etp * ep) + draw(st.sampled_from([0, 0, 0, 0, 1]))  # sometimes off by one
     return Shape(model=m, hw=hw(draw(st.sampled_from([2, 4, 6, 8]))),
                  search=SearchOptions(tp_cross_node=draw(st.booleans()),
-                                      ep_cross_node=draw(st.booleans())),
-                 engine=EngineSpec(max_num_batched_tokens=draw(st.sampled_from([64, 256, 2048]))),
+                                      ep_cross_node=draw(st.booleans()),
+                                      engine_rules=draw(st.booleans())),
+                 engine=EngineSpec(name=draw(st.sampled_from(["vllm", "sglang", "trtllm"])),
+                                   max_num_batched_tokens=draw(st.sampled_from([64, 256, 2048])),
+                                   ep_dispatch_precision=draw(st.sampled_from([None, "fp8",
+                                                                               "bf16"])),
+                                   overlap=draw(st.sampled_from(["none", "none", "two_batch"]))),
                  workload=Workload(input_len=draw(st.integers(1, 3000)),
                                    output_len=draw(st.integers(1, 1000))),
                  grid=Grid(tp, cp, dp, ep, etp, edp, draw(st.integers(1, 8))),
-                 batch=draw(st.integers(1, 600)), redundant=draw(st.sampled_from([0, 0, 2, 8])))
+                 batch=draw(st.integers(1, 600)), redundant=draw(st.sampled_from([0, 0, 2, 8])),
+                 pool=draw(st.sampled_from(["", "", "prefill", "decode"])))
 
 
 @settings(max_examples=400, derandomize=True, deadline=None)

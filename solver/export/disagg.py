@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from solver import disagg
+from solver import disagg, rules
 from solver.contract import DisaggExportOut, LaunchOut, PoolExportOut
 from solver.costmodel import BYTES_PER_GB
 from solver.estimate import batch_position
@@ -35,7 +35,7 @@ from solver.export.engines import (
 from solver.export.flags import check_command, check_section_command, engine_flags
 from solver.export.models import served_model_path
 from solver.instance import InputError
-from solver.schema import DisaggPlan, Instance, Plan
+from solver.schema import DisaggPlan, Grid, Instance, Plan
 
 #: The front's port, SGLang's prefill bootstrap port (its default) and the servers' ports.
 ROUTER_PORT = 8000
@@ -93,7 +93,7 @@ def export_disagg(instance: Instance, plan: DisaggPlan, engine: str, *,
                  "decode": instance}
     for name in POOLS:  # what the engine cannot express, before the rest
         with _pool_errors(engine, name):
-            check_engine(engine, instances[name], plans[name])
+            check_engine(engine, instances[name], plans[name], name)
     lays = {name: layout(instances[name], plans[name]) for name in POOLS}
     _check_pair(engine, plans, lays)
     report = disagg.verify(instance, plan)
@@ -176,38 +176,13 @@ class _pool_errors:
 
 
 def _check_pair(engine: str, plans: dict[str, Plan], lays: dict[str, Layout]) -> None:
-    """What an engine cannot run of the pair (beyond each pool's own rules)."""
+    """What an engine cannot run of the pair beyond each pool's own rules
+    (:data:`solver.rules.PAIR_RULES`)."""
     p, d = plans["prefill"].degrees, plans["decode"].degrees
-    if engine == "sglang":
-        if d.pp > 1:
-            raise ExportError(engine, f"decode pool: pp = {d.pp}: SGLang 0.5.3 has no pipeline-"
-                              "parallel decode loop in disaggregated mode (managers/scheduler.py "
-                              "runs event_loop_pp only without disaggregation or for prefill)",
-                              "decode.degrees.pp")
-        sp, sd = p.tp * p.dp, d.tp * d.dp
-        if max(sp, sd) % min(sp, sd):
-            raise ExportError(engine, f"a prefill stage of tp·dp = {sp} GPUs and a decode stage "
-                              f"of {sd}: SGLang 0.5.3 transfers KV between TP sizes only when one "
-                              "is a multiple of the other (server_args.py, "
-                              "validate_disagg_tp_size)", "decode.degrees.tp")
-    elif engine == "vllm":
-        for name, g in (("prefill", p), ("decode", d)):
-            if g.pp > 1:
-                raise ExportError(engine, f"{name} pool: pp = {g.pp}: its NixlConnector pairs "
-                                  "ranks by TP rank only (the handshake listens on port "
-                                  "VLLM_NIXL_SIDE_CHANNEL_PORT + dp_rank·tp + tp_rank, no "
-                                  "pipeline stage; nixl_connector.py)", f"{name}.degrees.pp")
-        if d.tp % p.tp:
-            raise ExportError(engine, f"decode tp = {d.tp} with prefill tp = {p.tp}: its "
-                              "NixlConnector needs the decode TP to be a multiple of the prefill "
-                              "TP (nixl_connector.py, add_remote_agent: 'Decode TP cannot be "
-                              "smaller than prefill TP')", "decode.degrees.tp")
-        lay = lays["prefill"]
-        if lay.per_node % p.tp:
-            raise ExportError(engine, f"prefill pool: a TP group of {p.tp} GPUs would span nodes: "
-                              "the decode instances reach every TP rank of a prefill rank at one "
-                              "host (VLLM_NIXL_SIDE_CHANNEL_HOST; nixl_connector.py)",
-                              "prefill.degrees.tp")
+    grid = {name: Grid(g.tp, g.cp, g.dp, g.ep, g.etp, g.edp, g.pp)
+            for name, g in (("prefill", p), ("decode", d))}
+    for v in rules.pair_violations(engine, grid["prefill"], grid["decode"]):
+        raise ExportError(engine, v.message, v.field)
 
 
 def _pool_out(name: str, plan: Plan, instance: Instance, built: Built, lay: Layout,

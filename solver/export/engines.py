@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from solver import rules
 from solver.estimate import Evaluation, evaluate
 from solver.export.flags import check_command, engine_flags
 from solver.export.models import served_model_path
 from solver.export.placement_files import sglang_expert_location, trtllm_load_balancer
 from solver.instance import InputError
-from solver.schema import Instance, Plan
+from solver.schema import Grid, Instance, Plan
 
 #: Placeholder for the address of an instance's node 0, in every command.
 HEAD = "${HEAD_ADDR}"
@@ -81,65 +82,34 @@ class Layout:
 
 def layout(instance: Instance, plan: Plan) -> Layout:
     """The fewest nodes with equal GPU counts that keep every TP group inside a node: the largest
-    divisor of the instance's GPUs that fits a node and is a multiple of ``tp·cp``."""
+    divisor of the instance's GPUs that fits a node and is a multiple of ``tp·cp``
+    (:func:`solver.rules.node_layout`, which the engine rules judge too)."""
     d = plan.degrees
-    gpi, gpn = d.gpus_per_instance, instance.hardware.gpus_per_node
-    group = d.tp * d.cp
-    fits = [k for k in range(1, min(gpi, gpn) + 1) if gpi % k == 0 and k % group == 0]
-    if not fits:  # a TP group wider than a node (search.tp_cross_node)
-        fits = [k for k in range(1, min(gpi, gpn) + 1) if gpi % k == 0]
-    per_node = max(fits)
-    return Layout(gpi // per_node, per_node)
+    nodes, per_node = rules.node_layout(d.gpus_per_instance, instance.hardware.gpus_per_node,
+                                        d.tp * d.cp)
+    return Layout(nodes, per_node)
 
 
-def _common_checks(engine: str, plan: Plan) -> None:
+def engine_shape(engine: str, instance: Instance, plan: Plan, pool: str = "") -> rules.Shape:
+    """The plan as the engine rules judge it: under ``engine``, with the rules on whatever the
+    instance's ``search.engine_rules`` (an export always needs a plan the engine can run)."""
     d = plan.degrees
-    if d.cp > 1:
-        raise ExportError(engine, f"cp = {d.cp}: it has no context parallelism for both "
-                          "prefill and decode (moeplan's cp); plan with search.fix.cp: 1",
-                          "degrees.cp")
-    if d.edp > 1:
-        raise ExportError(engine, f"edp = {d.edp}: its expert groups always cover every GPU of "
-                          "a stage (etp·ep = tp·dp); plan with search.fix.edp: 1", "degrees.edp")
+    eng = instance.engine
+    if eng.name != engine:
+        eng = eng.model_copy(update={"name": engine})
+    return rules.Shape(
+        model=instance.model, hw=instance.hardware,
+        search=instance.search.model_copy(update={"engine_rules": True}), engine=eng,
+        workload=instance.workload, grid=Grid(d.tp, d.cp, d.dp, d.ep, d.etp, d.edp, d.pp),
+        batch=plan.batch, redundant=_redundant(instance, plan), pool=pool)
 
 
-def check_engine(engine: str, instance: Instance, plan: Plan) -> None:
-    """Refuse, naming the rule, a plan the engine cannot express (before anything is built)."""
-    d, eng = plan.degrees, instance.engine
-    _common_checks(engine, plan)
-    stage = d.tp * d.dp
-    if engine == "vllm":
-        if d.ep > 1 and (d.ep, d.etp) != (stage, 1):
-            raise ExportError(engine, f"ep = {d.ep}, etp = {d.etp}: --enable-expert-parallel "
-                              f"puts one expert group of ep = tp·dp = {stage} on a stage "
-                              "(etp = 1)", "degrees.ep")
-        if d.ep == 1 and d.etp != stage:
-            raise ExportError(engine, f"etp = {d.etp}: without expert parallelism it shards "
-                              f"every expert over tp·dp = {stage} GPUs", "degrees.etp")
-        if d.ep > 1 and eng.dispatch_precision != "bf16":
-            raise ExportError(engine, "expert-parallel dispatch in "
-                              f"{eng.dispatch_precision}: its all2all backend "
-                              "allgather_reducescatter moves BF16 (set "
-                              "engine.ep_dispatch_precision: bf16)",
-                              "engine.ep_dispatch_precision")
-    elif engine == "sglang":
-        if d.ep > 1 and eng.dispatch_precision != "fp8":
-            raise ExportError(engine, "expert-parallel dispatch in "
-                              f"{eng.dispatch_precision}: its DeepEP backend dispatches FP8 "
-                              "(set engine.ep_dispatch_precision: fp8)",
-                              "engine.ep_dispatch_precision")
-    elif engine == "trtllm":
-        if d.dp > 1 and d.tp > 1:
-            raise ExportError(engine, f"tp = {d.tp} with dp = {d.dp}: its attention DP runs "
-                              "attention with TP 1 on every rank (enable_attention_dp)",
-                              "degrees.tp")
-        if eng.overlap == "two_batch":
-            raise ExportError(engine, "two-batch overlap: trtllm-serve has no option for it",
-                              "engine.overlap")
-        if d.ep > 1 and eng.dispatch_precision != "fp8":
-            raise ExportError(engine, f"expert-parallel dispatch in {eng.dispatch_precision}: "
-                              "its wide-EP all-to-all quantises dispatch to FP8",
-                              "engine.ep_dispatch_precision")
+def check_engine(engine: str, instance: Instance, plan: Plan, pool: str = "") -> None:
+    """Refuse, naming the rule, a plan the engine cannot express (before anything is built):
+    the first of :data:`solver.rules.ENGINE_RULES` it breaks (``pool``: the pool of a two-pool
+    plan, whose rules apply too)."""
+    for v in rules.violations(engine_shape(engine, instance, plan, pool), rules.ENGINE_RULES):
+        raise ExportError(engine, v.message, v.field)
 
 
 def _kv_dtype(instance: Instance, names: dict[str, str], engine: str) -> str:
@@ -180,12 +150,8 @@ def build_vllm(instance: Instance, plan: Plan, ev: Evaluation | None, model_path
                pool: PoolSettings | None = None) -> Built:
     engine = "vllm"
     d, eng = plan.degrees, instance.engine
-    check_engine(engine, instance, plan)
+    check_engine(engine, instance, plan, pool.name if pool else "")
     lay = layout(instance, plan)
-    if d.dp > 1 and lay.nodes > 1 and lay.per_node % (d.tp * d.pp):
-        raise ExportError(engine, f"a data-parallel rank (tp·pp = {d.tp * d.pp} GPUs) would "
-                          "span nodes; multi-node data parallelism needs whole ranks per node",
-                          "degrees")
     q = -(-plan.batch // d.dp)
     red = _redundant(instance, plan)
     args = [model_path, "--tensor-parallel-size", str(d.tp),
@@ -292,7 +258,7 @@ def build_sglang(instance: Instance, plan: Plan, ev: Evaluation | None, model_pa
                  pool: PoolSettings | None = None) -> Built:
     engine = "sglang"
     d, eng = plan.degrees, instance.engine
-    check_engine(engine, instance, plan)
+    check_engine(engine, instance, plan, pool.name if pool else "")
     stage = d.tp * d.dp  # SGLang's --tp-size: the GPUs of a stage
     lay = layout(instance, plan)
     red = _redundant(instance, plan)
@@ -384,7 +350,7 @@ def build_trtllm(instance: Instance, plan: Plan, ev: Evaluation | None, model_pa
 
     engine = "trtllm"
     d, eng = plan.degrees, instance.engine
-    check_engine(engine, instance, plan)
+    check_engine(engine, instance, plan, pool.name if pool else "")
     lay = layout(instance, plan)
     red = _redundant(instance, plan)
     stage = d.tp * d.dp

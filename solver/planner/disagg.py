@@ -34,6 +34,7 @@ from collections.abc import Callable
 from ortools import __version__ as ORTOOLS_VERSION
 
 from solver import disagg as two_pools
+from solver import rules
 from solver.estimate import Prepared
 from solver.loads import describe
 from solver.planner.candidates import INF
@@ -138,7 +139,22 @@ def solve_disaggregated(instance: Instance, *, time_limit_s: float | None = None
         solve_time_s=time.monotonic() - start, tie_breaks_proved=tuple(outcome.proved),
         experts=experts_of(prep, placements, c.grid.ep, c.redundant),
         improving_solutions=outcome.improving, disagg_plan=dplan, disagg_metrics=ev.metrics,
-        advice=_advice(outcome.status, search.time_limit_s), **common)
+        advice=" ".join(a for a in (_advice(outcome.status, search.time_limit_s),
+                                    _pair_advice(instance, p)) if a), **common)
+
+
+def _pair_advice(instance: Instance, p: Pair) -> str:
+    """The rules on the pair of pools (:data:`solver.rules.PAIR_RULES`) are not searched: say
+    when the pair breaks one (the export refuses it)."""
+    if not instance.search.engine_rules:
+        return ""
+    broken = rules.pair_violations(instance.engine.name, p.prefill.cand.grid,
+                                   p.decode.cand.grid)
+    if not broken:
+        return ""
+    return (f"{instance.engine.name} cannot connect these pools: {broken[0].message}; the "
+            "two-pool planner does not search under the rules on the pair yet, so export "
+            "refuses this plan (fix the pools' degrees with search.fix, or plan aggregated).")
 
 
 def _placement_bound(prep: Prepared, placements: Placements, outcome: JointOutcome,

@@ -24,6 +24,14 @@ from solver.schema import MAX_GPUS, Explanation
 _TARGETS = ("ttft_ns", "tpot_ns", "min_rate_per_gpu", "min_rate_total")
 
 
+def _engine_hint(prep) -> str:
+    """The engine rules, when they are in force: what they allow and how to drop them."""
+    if not prep.instance.search.engine_rules:
+        return ""
+    return (f"; the engine rules allow only what {prep.space.engine_summary()} runs, "
+            "search.engine_rules: false drops them")
+
+
 def explain(bank: GridBank, goals: Goals, *, deadline: float, workers: int, seed: int,
             should_stop: Callable[[], bool] | None) -> Explanation:
     prep = bank.prep
@@ -35,7 +43,7 @@ def explain(bank: GridBank, goals: Goals, *, deadline: float, workers: int, seed
         return Explanation(
             summary="No grid satisfies the structural rules and the search options given (check "
             "search.fix / forbid, max_pp / max_cp / max_dp, redundant_experts and the batch "
-            "range).", conflicts=("search space",))
+            f"range{_engine_hint(prep)}).", conflicts=("search space",))
     within = goals.only("max_gpus")
     memory_only = Goals()
     if feasible(memory_only) == "INFEASIBLE":

@@ -492,7 +492,7 @@ class ForbiddenDegrees(_message.Message):
     def __init__(self, tp: _Optional[_Iterable[int]] = ..., pp: _Optional[_Iterable[int]] = ..., dp: _Optional[_Iterable[int]] = ..., cp: _Optional[_Iterable[int]] = ..., ep: _Optional[_Iterable[int]] = ..., etp: _Optional[_Iterable[int]] = ..., edp: _Optional[_Iterable[int]] = ..., replicas: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class SearchOptions(_message.Message):
-    __slots__ = ("fix", "forbid", "max_pp", "max_cp", "max_dp", "redundant_experts", "ep_cross_node", "tp_cross_node", "time_limit_s", "workers", "random_seed")
+    __slots__ = ("fix", "forbid", "max_pp", "max_cp", "max_dp", "redundant_experts", "ep_cross_node", "tp_cross_node", "time_limit_s", "workers", "random_seed", "engine_rules")
     FIX_FIELD_NUMBER: _ClassVar[int]
     FORBID_FIELD_NUMBER: _ClassVar[int]
     MAX_PP_FIELD_NUMBER: _ClassVar[int]
@@ -504,6 +504,7 @@ class SearchOptions(_message.Message):
     TIME_LIMIT_S_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     RANDOM_SEED_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_RULES_FIELD_NUMBER: _ClassVar[int]
     fix: DegreeValues
     forbid: ForbiddenDegrees
     max_pp: int
@@ -515,7 +516,8 @@ class SearchOptions(_message.Message):
     time_limit_s: float
     workers: int
     random_seed: int
-    def __init__(self, fix: _Optional[_Union[DegreeValues, _Mapping]] = ..., forbid: _Optional[_Union[ForbiddenDegrees, _Mapping]] = ..., max_pp: _Optional[int] = ..., max_cp: _Optional[int] = ..., max_dp: _Optional[int] = ..., redundant_experts: _Optional[int] = ..., ep_cross_node: _Optional[bool] = ..., tp_cross_node: _Optional[bool] = ..., time_limit_s: _Optional[float] = ..., workers: _Optional[int] = ..., random_seed: _Optional[int] = ...) -> None: ...
+    engine_rules: bool
+    def __init__(self, fix: _Optional[_Union[DegreeValues, _Mapping]] = ..., forbid: _Optional[_Union[ForbiddenDegrees, _Mapping]] = ..., max_pp: _Optional[int] = ..., max_cp: _Optional[int] = ..., max_dp: _Optional[int] = ..., redundant_experts: _Optional[int] = ..., ep_cross_node: _Optional[bool] = ..., tp_cross_node: _Optional[bool] = ..., time_limit_s: _Optional[float] = ..., workers: _Optional[int] = ..., random_seed: _Optional[int] = ..., engine_rules: _Optional[bool] = ...) -> None: ...
 
 class EngineSpec(_message.Message):
     __slots__ = ("name", "gpu_memory_utilization", "max_num_batched_tokens", "step_overhead_us", "ep_dispatch_precision", "overlap")
