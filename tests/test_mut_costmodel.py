@@ -463,16 +463,19 @@ def test_idle_prefill_without_pipeline_has_no_hop() -> None:
                         cm.overhead_ns / 1e9)  # 256 tokens: one chunk
 
 
-@pytest.mark.parametrize("engine", ["vllm", "sglang"])
-def test_deepep_reads_the_other_familys_curves_where_its_own_are_missing(engine) -> None:
+@pytest.mark.parametrize(("engine", "missing", "family"), [
+    ("vllm", "sglang", "trtllm"), ("sglang", "sglang", "trtllm"), ("trtllm", "trtllm", "sglang")])
+def test_deepep_reads_the_other_familys_curves_where_its_own_are_missing(engine, missing,
+                                                                         family) -> None:
     """B200's shipped data has TensorRT-LLM's DeepEP measurements only: vLLM and SGLang, which
-    prefer SGLang's, read TensorRT-LLM's rather than fall back to the all-to-all curves."""
-    only_trtllm = Calibration(gpu="spy", source="spy", compute=SPY.compute, comm={
-        k: v for k, v in SPY.comm.items() if not k.startswith("deepep.sglang.")})
-    cm = measured_cm(cal=only_trtllm, name=engine, ep_dispatch_precision="bf16")
+    prefer SGLang's, read TensorRT-LLM's rather than fall back to the all-to-all curves (and
+    TensorRT-LLM reads SGLang's where only those exist)."""
+    partial = Calibration(gpu="spy", source="spy", compute=SPY.compute, comm={
+        k: v for k, v in SPY.comm.items() if not k.startswith(f"deepep.{missing}.")})
+    cm = measured_cm(cal=partial, name=engine, ep_dispatch_precision="bf16")
     t = terms(cm, 1, grid(dp=4, ep=4), HotRank(250_000, 1), d=4)
-    want = (float(SPY.comm["deepep.trtllm.ll.dispatch.bf16.nodes1"].time(8 * H * 2))
-            + float(SPY.comm["deepep.trtllm.ll.combine.bf16.nodes1"].time(8 * H * 2)))
+    want = (float(SPY.comm[f"deepep.{family}.ll.dispatch.bf16.nodes1"].time(8 * H * 2))
+            + float(SPY.comm[f"deepep.{family}.ll.combine.bf16.nodes1"].time(8 * H * 2)))
     assert t["ep_comm"] == approx(want)
 
 
@@ -486,3 +489,86 @@ def test_steps_past_the_token_budget_never_finish_without_a_warning() -> None:
         cost = cm.layer_cost(1, grid(), ALL, N + 8)
     assert cost.avg_ns[0] < timing.NEVER
     assert all(x == timing.NEVER for x in cost.avg_ns[N - 1:N + 8])
+
+
+def test_stage_extras_past_the_token_budget_never_finish_without_a_warning() -> None:
+    """The same for the embedding, the LM head and the (absent) hop of a stage."""
+    cm = CostModel(make_instance(), calibration=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ex = cm.stage_extras(grid(), 0.5, N + 8)
+    assert ex.first_avg_ns[0] < timing.NEVER
+    for times in (ex.first_avg_ns, ex.last_avg_ns, ex.hop_avg_ns):
+        assert all(x == timing.NEVER for x in times[N - 1:N + 8])
+
+
+def _same_extras(a, b) -> bool:
+    import dataclasses
+
+    def same(x, y) -> bool:
+        if isinstance(x, dict):
+            return x.keys() == y.keys() and all(same(x[k], y[k]) for k in x)
+        return np.array_equal(np.asarray(x), np.asarray(y))
+    return all(same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
+
+
+def test_stage_extras_are_cached_per_grid_and_hot_share() -> None:
+    """One cost model asked for several grids and hot shares answers each as a fresh one would
+    (the cache is keyed by both)."""
+    cm = CostModel(make_instance(), calibration=False)
+    asks = [(grid(), 0.5), (grid(tp=2, etp=2, pp=2), 0.5), (grid(), 0.9), (grid(), 0.5)]
+    got = [cm.stage_extras(g, share, 8) for g, share in asks]
+    for (g, share), extras in zip(asks, got, strict=True):
+        fresh = CostModel(make_instance(), calibration=False).stage_extras(g, share, 8)
+        assert _same_extras(extras, fresh)
+    assert not _same_extras(got[0], got[1]) and not _same_extras(got[0], got[2])  # premise
+
+
+def test_deepep_prices_less_than_one_copy_per_rank() -> None:
+    """One decode token over two-batch overlap's two micro-batches is half a token per step:
+    a quarter token here sends 0.5 copies, priced on the curve (not free)."""
+    cm = measured_cm(ep_dispatch_precision="bf16")
+    t = terms(cm, 1, grid(dp=4, ep=4), HotRank(250_000, 1), d=0.25)
+    want = (float(SPY.comm["deepep.sglang.ll.dispatch.bf16.nodes1"].time(0.5 * H * 2))
+            + float(SPY.comm["deepep.sglang.ll.combine.bf16.nodes1"].time(0.5 * H * 2)))
+    assert want > 0 and t["ep_comm"] == approx(want)
+
+
+def test_the_idle_prefills_lm_head_reads_the_weight_format_curve() -> None:
+    """Measured mode: the idle prefill's LM head (one row of V·h = 6400 FP8 block-scaled
+    weights) is the gemm.fp8_block curve at its ideal time, one kernel."""
+    cm = measured_cm(make_model(weight_precision="fp8", weight_block_size=128))
+    got = cm.idle_prefill_extras(grid())["lm_head"]
+    ideal = gemm_ideal(1, 6400, 1, 2, H, PEAK["fp8"], HBM)
+    assert got == approx(float(SPY.compute["gemm.fp8_block"].time(ideal, 1, 1)))
+
+
+def test_a_one_token_prompt_chunk_reads_its_prefix() -> None:
+    """A one-token chunk (the step just below the token budget) still streams its prefix KV:
+    memory-bound, 1·(128 + 256) + 64.5·128 bytes."""
+    cm = measured_cm()
+    t = terms(cm, 0, grid(), p=1, u=64.5)
+    ideal = max(64.5 * 256 / PEAK["bf16"], (1 * (128 + 2 * H * 2) + 64.5 * 128) / HBM)
+    assert ideal > 64.5 * 256 / PEAK["bf16"]  # premise: memory-bound
+    key = "attention.context.gqa.bf16_kvbf16.by_isl"
+    assert t["attn_core"] == approx(float(SPY.compute[key].time(ideal, 129.0, 1)))
+
+
+def test_the_stage_lm_head_reads_the_weight_format_curve() -> None:
+    """Measured mode: a step's LM head over 4 rows (V·h = 6400 FP8 block-scaled weights, tp 1)
+    is the gemm.fp8_block curve at its ideal time, one kernel."""
+    cm = measured_cm(make_model(weight_precision="fp8", weight_block_size=128))
+    got = cm.extras_terms(grid(), np.array([4.0]), np.array([4.0]))["lm_head"]
+    ideal = gemm_ideal(4, 6400, 1, 2, H, PEAK["fp8"], HBM)
+    assert float(got[0]) == approx(float(SPY.compute["gemm.fp8_block"].time(ideal, 4, 1)))
+
+
+@pytest.mark.parametrize("g", [grid(), grid(dp=2, ep=2), grid(dp=2, etp=2), grid(tp=2, etp=2),
+                               grid(cp=2), grid(pp=2)],
+                         ids=["one-gpu", "ep-only", "etp-only", "tp", "cp", "pp"])
+def test_communication_buffers_whenever_gpus_talk(g) -> None:
+    """2·tokens·h activation bytes of communication buffers on any grid whose GPUs exchange
+    activations (any degree above 1 but dp alone), none on a single GPU."""
+    cm = CostModel(make_instance(), calibration=False)
+    want = 0 if g == grid() else math.ceil(2 * 300 * H * 2)
+    assert cm.extras_memory(g, 0.5, 300)["comm_buffers"] == want

@@ -428,3 +428,68 @@ def test_the_exact_search_is_logged_at_debug_level(caplog) -> None:
     assert re.fullmatch(r"placement E=4 R=2 ep=2: OPTIMAL objective=28(\.0)? bound=28(\.0)? "
                         r"greedy=\d+ lower_bound=25 wall=\d+\.\d{3}s deterministic=\d+\.\d{3}",
                         message), message
+
+
+def test_a_layer_without_load_replicates_nothing() -> None:
+    from solver.placement import least_replicated_total
+
+    total, counts = least_replicated_total(np.zeros(4, dtype=np.int64), 6, 0, 2)
+    assert total == 0 and counts.tolist() == [1, 1, 1, 1]
+    assert least_replicated_total(np.array([0, 3]), 2, 0, 2) is None
+
+
+def test_planner_mode_past_its_deadline_is_not_clock_free() -> None:
+    """The planner's mode on a large layer answers with the heuristic; when the deadline passed
+    during it, the answer depends on the clock (and is not cached)."""
+    from solver.loads import zipf_loads
+
+    got = place_experts(zipf_loads(96, 1.01), 16, 16, workers=1, polish_restricted=False,
+                        deadline=time.monotonic() - 1)
+    assert got.status == "HEURISTIC" and got.exact_model is False and got.clock_free is False
+
+
+@pytest.mark.parametrize("experts", [96, 128], ids=["feasible", "restricted-optimal"])
+def test_the_restricted_models_optimum_is_no_proof(experts: int) -> None:
+    """96 or 128 power-law experts, 16 redundant slots on 16 ranks: too large for the exact
+    model, so CP-SAT only polishes within restricted replica counts (stopping FEASIBLE, or
+    OPTIMAL for that restricted model); either way the answer is optimal only if it meets the
+    proved lower bound (here it does not)."""
+    from solver.loads import zipf_loads
+
+    got = place_experts(zipf_loads(experts, 1.01), 16, 16, workers=1, time_limit_s=0.2)
+    assert got.exact_model is False and got.hottest > got.lower_bound  # premise
+    assert got.optimal is False
+
+
+def test_the_best_exchange_against_brute_force() -> None:
+    """The heuristic's exact exchange between the hottest rank and another: w of the pooled 2w
+    replicas go to the hot side, minimising the larger side; None when no split beats the
+    current one. Checked against every split of random small pools (fixed seed)."""
+    import itertools
+
+    from solver.placement import _best_exchange
+
+    rng = np.random.default_rng(7)
+    found = none = 0
+    for _ in range(60):
+        width = int(rng.integers(1, 5))
+        hot = rng.integers(1, 100, size=width)
+        other = rng.integers(1, 100, size=width)
+        hot_rest, other_rest = int(rng.integers(0, 150)), int(rng.integers(0, 150))
+        pool = np.concatenate([hot, other])
+        total = int(pool.sum())
+        current = max(hot_rest + int(hot.sum()), other_rest + int(other.sum()))
+        best = min(max(hot_rest + s, other_rest + total - s)
+                   for s in (int(pool[list(c)].sum())
+                             for c in itertools.combinations(range(2 * width), width)))
+        got = _best_exchange(hot, other, hot_rest, other_rest)
+        if best >= current:
+            assert got is None
+            none += 1
+            continue
+        larger, to_hot = got
+        s = int(pool[to_hot].sum())
+        assert int(to_hot.sum()) == width
+        assert larger == best == max(hot_rest + s, other_rest + total - s)
+        found += 1
+    assert found > 10 and none > 0  # both outcomes exercised
