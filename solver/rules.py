@@ -318,7 +318,7 @@ def engine_context_parallel(x: Shape) -> Violation | None:
 def engine_expert_data_parallel(x: Shape) -> Violation | None:
     """The engines' expert groups always cover every GPU of a stage: edp = 1."""
     e, g = engine_of(x), x.grid
-    if e is None or g.edp == 1:
+    if e is None or g.edp == 1 or not x.model.moe_layers:  # no expert groups in a dense model
         return None
     return Violation("engine", f"edp = {g.edp}: {ENGINE_VERSIONS[e]}'s expert groups always "
                      f"cover every GPU of a stage (etp·ep = tp·dp = {g.tp * g.dp})",

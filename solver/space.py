@@ -91,6 +91,19 @@ class PlanSpace:
         """The largest cp searched: 1 under the engine rules, else ``search.max_cp``."""
         return 1 if self.search.engine_rules else self.search.max_cp
 
+    @cached_property
+    def stage_max(self) -> int | None:
+        """The most GPUs a stage (tp·cp·dp) can have when the rules bound it, else None. Under
+        the engine rules a MoE model's stage is its expert grid (edp = 1): etp·ep, with ep at
+        most the expert slots (rules.ep_divides_slots) and etp at most a node
+        (rules.etp_within_node) or the expert width. Sizes past it hold no grid, so the
+        searches for the next size stop there instead of trying every size up to MAX_GPUS."""
+        m, s = self.model, self.search
+        if not s.engine_rules or not m.moe_layers:
+            return None
+        etp_max = m.expert_ffn_width if s.tp_cross_node else self.instance.hardware.gpus_per_node
+        return (m.num_experts + s.redundant_experts) * etp_max
+
     def restricted(self) -> bool:
         """Whether the user narrowed the space beyond the defaults."""
         s = self.search
@@ -168,6 +181,9 @@ class PlanSpace:
         if hit is not None:
             return hit
         out: list[Grid] = []
+        if self.stage_max is not None and n > self.stage_max:
+            self._inner[n] = out
+            return out
         m, s = self.model, self.search
         width = m.expert_ffn_width
         for tp in self._tps:
@@ -253,6 +269,8 @@ class PlanSpace:
         """The smallest ``gpus_per_instance`` above ``lo`` (at most ``limit``) with any grid
         whose ``(tp, cp)`` is not in ``exclude``."""
         limit = min(limit, MAX_GPUS)
+        if self.stage_max is not None:
+            limit = min(limit, self.stage_max * self.max_pp)
         factors = [f for f in self._factors if (f[0], f[1]) not in exclude]
         while lo < limit:
             sizes = [tp * cp * pp * (lo // (tp * cp * pp) + 1)

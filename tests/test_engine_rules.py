@@ -126,6 +126,27 @@ def test_the_space_holds_no_cp_or_edp_under_the_engine_rules(engine: str) -> Non
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize("engine", ENGINES)
+def test_no_grid_past_the_stage_bound_and_the_size_search_stops_there(engine: str) -> None:
+    """Under the engine rules a stage is its expert grid (edp = 1): etp·ep at most slots · a
+    node. Every size up to twice that bound (pp = 1) is enumerated in full: grids exist only
+    below it, the largest reaches it or under, and next_size_above gives up past it instead of
+    trying every size to MAX_GPUS (which made an INFEASIBLE two-pool explanation take minutes)."""
+    from solver.instance import load_instance
+
+    inst = under(load_instance("instances/models/mixtral-8x7b-h100.yaml"), engine)
+    inst = inst.model_copy(update={"search": inst.search.model_copy(update={"max_pp": 1})})
+    space = PlanSpace(inst)
+    bound = space.stage_max
+    assert bound == (inst.model.num_experts + inst.search.redundant_experts) * \
+        inst.hardware.gpus_per_node
+    sizes = [n for n in range(1, 2 * bound + 1) if space.grids(n)]
+    assert sizes and max(sizes) <= bound
+    assert space.next_size_above(max(sizes)) is None
+    assert PlanSpace(under(inst, engine, engine_rules=False)).stage_max is None
+
+
+@pytest.mark.unit
 def test_the_opt_out_crosses_the_wire() -> None:
     from service.convert import instance_from_proto, instance_to_proto
     from solver.instance import load_instance

@@ -266,6 +266,8 @@ CASES = [
                                                       engine_rules=False),
                  None, id="engine-edp2-opted-out"),
     pytest.param(R.engine_expert_data_parallel, shape(tp=2, dp=2), None, id="engine-edp1"),
+    pytest.param(R.engine_expert_data_parallel, shape(tp=2, dp=2, ep=1, etp=1, edp=4, m=DENSE_ONLY),
+                 None, id="engine-edp4-dense-model"),
     pytest.param(R.vllm_expert_parallel_stage, shape(tp=2, dp=2, ep=4), None, id="vllm-ep-stage"),
     pytest.param(R.vllm_expert_parallel_stage, shape(tp=2, dp=2, ep=2, etp=2),
                  ("engine", "degrees.ep"), id="vllm-ep2-etp2"),
@@ -443,7 +445,7 @@ def engine_violations(x: Shape) -> list[tuple[str, str]]:
     out = []
     if g.cp != 1:
         out.append(("engine", "degrees.cp"))
-    if g.edp != 1:
+    if g.edp != 1 and moe:  # a dense model has no expert groups
         out.append(("engine", "degrees.edp"))
     if name == "vllm" and moe and g.ep > 1 and not (g.ep == stage and g.etp == 1):
         out.append(("engine", "degrees.ep"))
