@@ -1,9 +1,9 @@
-"""The README says exactly what moeplan prints (issue 13): every fenced block of README.md whose
-first line is ``$ moeplan ...`` is run, in order, in a scratch directory that sees the repo's
-``instances/`` (so files one command writes, such as ``--out front``, feed the next), and the
-block must equal the command's standard output line for line. Two things may differ: elapsed
-times (``solved in 0.69 s``, ``in 9.7 s``), which a sample cannot fix, and what follows a line
-``...``, which marks the sample as cut there.
+"""The README and docs/seeds.md say exactly what moeplan prints (issue 13): every fenced block
+of those files whose first line is ``$ moeplan ...`` is run, in order, in a scratch directory
+that sees the repo's ``instances/`` (so files one command writes, such as ``--out front``, feed
+the next), and the block must equal the command's standard output line for line. Two things may
+differ: elapsed times (``solved in 0.69 s``, ``in 9.7 s``), which a sample cannot fix, and what
+follows a line ``...``, which marks the sample as cut there.
 
 ``python tests/test_readme.py --update`` rewrites those blocks from real output (times and cuts
 kept as written); review the diff before committing it.
@@ -24,6 +24,8 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
+#: The files whose samples are golden: README first (its samples write files later ones read).
+FILES = (README, REPO / "docs" / "seeds.md")
 FENCE = re.compile(r"^```[a-z]*\n(\$ moeplan [^\n]*)\n(.*?)^```\n", re.S | re.M)
 #: Elapsed times: the only part of a sample that cannot be fixed.
 TIMES = [re.compile(r"(solved in )\d+\.\d+( s)"), re.compile(r"( in )\d+\.\d+( s \()"),
@@ -65,7 +67,8 @@ def compare(expected: list[str], actual: list[str]) -> list[str]:
     return problems
 
 
-SAMPLES = blocks(README.read_text())
+SAMPLES = [(command, lines, span, path) for path in FILES
+           for command, lines, span in blocks(path.read_text())]
 
 
 @pytest.fixture(scope="module")
@@ -73,19 +76,21 @@ def outputs(tmp_path_factory) -> list[subprocess.CompletedProcess]:
     """Every sample run once, in README order (a later one may read what an earlier wrote)."""
     cwd = tmp_path_factory.mktemp("readme")
     (cwd / "instances").symlink_to(REPO / "instances")
-    return [run(command, cwd) for command, _, _ in SAMPLES]
+    return [run(command, cwd) for command, _, _, _ in SAMPLES]
 
 
 def test_the_readme_has_samples() -> None:
-    commands = [c for c, _, _ in SAMPLES]
+    commands = [c for c, _, _, _ in SAMPLES]
     assert len(commands) >= 5, commands
     assert any(c.startswith("moeplan solve --model") for c in commands)  # the one-line flow
-    assert any("INFEASIBLE" in "\n".join(lines) for _, lines, _ in SAMPLES)
+    assert any("INFEASIBLE" in "\n".join(lines) for _, lines, _, _ in SAMPLES)
+    assert {path for _, _, _, path in SAMPLES} == set(FILES)
 
 
-@pytest.mark.parametrize("index", range(len(SAMPLES)), ids=[c[:60] for c, _, _ in SAMPLES])
+@pytest.mark.parametrize("index", range(len(SAMPLES)),
+                         ids=[f"{p.name}: {c[:60]}" for c, _, _, p in SAMPLES])
 def test_readme_sample_matches_real_output(outputs, index: int) -> None:
-    command, expected, _ = SAMPLES[index]
+    command, expected, _, _ = SAMPLES[index]
     result = outputs[index]
     assert "Traceback" not in result.stderr, result.stderr
     problems = compare(expected, result.stdout.splitlines())
@@ -93,23 +98,24 @@ def test_readme_sample_matches_real_output(outputs, index: int) -> None:
 
 
 def update() -> None:
-    """Rewrite every sample from real output, keeping the README's cuts and times."""
+    """Rewrite every sample from real output, keeping the cuts and times as written."""
     import tempfile
 
-    text = README.read_text()
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
         (cwd / "instances").symlink_to(REPO / "instances")
-        out, last = [], 0
-        for command, expected, (a, b) in blocks(text):
-            actual = run(command, cwd).stdout.splitlines()
-            cut = expected.index(CUT) if CUT in expected else None
-            new = actual[:cut] + [CUT] if cut is not None and len(actual) > cut else actual
-            out += [text[last:a], "\n".join(new) + "\n"]
-            last = b
-            print(f"{command}: {len(new)} lines", file=sys.stderr)
-        out.append(text[last:])
-    README.write_text("".join(out))
+        for path in FILES:
+            text = path.read_text()
+            out, last = [], 0
+            for command, expected, (a, b) in blocks(text):
+                actual = run(command, cwd).stdout.splitlines()
+                cut = expected.index(CUT) if CUT in expected else None
+                new = actual[:cut] + [CUT] if cut is not None and len(actual) > cut else actual
+                out += [text[last:a], "\n".join(new) + "\n"]
+                last = b
+                print(f"{path.name}: {command}: {len(new)} lines", file=sys.stderr)
+            out.append(text[last:])
+            path.write_text("".join(out))
 
 
 if __name__ == "__main__":
