@@ -674,9 +674,11 @@ class DisaggregationOptions(Strict):
         "--max-num-batched-tokens of a prefill instance); the planner chooses one of these.",
     )
     kv_transfer: Literal["layerwise", "after_prefill"] = Field(
-        "layerwise", description="'layerwise': a layer's KV cache leaves as soon as the prefill "
-        "has computed it, overlapping the rest of the prefill (SGLang/Mooncake, LMCache, NIXL "
-        "layer-wise); 'after_prefill': the whole KV cache leaves after the prefill.",
+        "after_prefill", description="'after_prefill' (default): the whole KV cache leaves "
+        "after the prompt's prefill, as the pinned engines send it (SGLang 0.5.3 per chunk after "
+        "its step, vLLM 0.11.0's NixlConnector and TensorRT-LLM after the request's prefill); "
+        "'layerwise': a layer's KV cache leaves as soon as the prefill has computed it, "
+        "overlapping the rest of the prefill (a layer-wise connector).",
     )
 
     @field_validator("prefill_tokens", mode="after")

@@ -162,9 +162,14 @@ def test_deepseek_v3_kv_transfer_bytes() -> None:
     ev = disagg.evaluate(inst, plan)
     assert ev.transfer_bytes == 140_544_000
     assert ev.streams == 1  # MLA's latent is replicated over TP: one GPU holds a request's KV
-    # 140.5 MB at 50 GB/s × 0.8 would take 3.5 ms; layer-wise, one layer's share (2.3 MB,
-    # 57.6 µs) and the latency (5 µs) show
+    # 140.5 MB at 50 GB/s × 0.8: 3.5 ms, all of it after the prefill (the default, as the
+    # engines send it) plus the latency (5 µs)
     assert ev.breakdown["kv_transfer"]["total_s"] == pytest.approx(140.544e6 / 40e9 + 5e-6)
+    assert ev.transfer_ns == math.ceil((140.544e6 / 40e9 + 5e-6) * 1e9 - 1e-6)
+    # layer-wise, one layer's share (2.3 MB, 57.6 µs) and the latency show
+    layerwise = inst.model_copy(update={"disaggregation": inst.disaggregation.model_copy(
+        update={"kv_transfer": "layerwise"})})
+    ev = disagg.evaluate(layerwise, plan)
     assert ev.transfer_ns == math.ceil((2000 * 1152 / 40e9 + 5e-6) * 1e9 - 1e-6)
 
 

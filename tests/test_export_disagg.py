@@ -33,6 +33,8 @@ DEEPSEEK = REPO / "instances/models/deepseek-v3-h100-disagg.yaml"
 #: instances with EP (solved in about a second).
 QWEN = {"name": "qwen3-30b-disagg", "model": "qwen3-30b-a3b", "hardware": "h100-sxm",
         "serving": "disaggregated",
+        # the overlap the pinned engines do not do, so the export's re-pricing shows
+        "disaggregation": {"kv_transfer": "layerwise"},
         "workload": {"input_len": 2000, "output_len": 500, "batch": {"min": 1, "max": 256},
                      "targets": {"min_output_tokens_per_s": 20000, "max_ttft_s": 2,
                                  "max_tpot_s": 0.05}},
