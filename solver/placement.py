@@ -67,7 +67,12 @@ class PlacementResult:
     ranks: tuple[tuple[int, ...], ...]  # ranks[r] = experts in rank r's slots (one per slot)
     hottest: int  # max rank load of this placement
     lower_bound: int  # proved lower bound on the hottest rank of any placement of these loads
-    greedy_hottest: int  # the greedy baseline's hottest rank on the same loads
+    # The greedy baseline's hottest rank on the same loads, with the experts numbered in
+    # descending load (stable): EPLB's greedy breaks ties by expert number, so on loads with
+    # ties another numbering of the same multiset can come out a unit apart. moeplan's EPLB
+    # baseline is this numbering everywhere (verify and estimate too), so every plan's figure
+    # depends on the load multiset only.
+    greedy_hottest: int
     optimal: bool  # hottest == lower_bound, or CP-SAT proved OPTIMAL on an exact model
     status: str  # CP-SAT status name, or "TRIVIAL" when no model was needed
     exact_model: bool = True  # every expert could take every replica count (see docs)

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from ortools.sat.python import cp_model
 
@@ -275,12 +275,15 @@ def test_beats_lpt_where_lpt_is_suboptimal() -> None:
 
 @settings(max_examples=120, deadline=None)
 @given(tiny_instances())
+@example(([0, 0, 0, 8, 23, 46], 4, 2))  # ties: the greedy differs a unit between numberings
 def test_never_worse_than_greedy_and_optimal_on_tiny_instances(instance) -> None:
     loads, ep, redundant = instance
     result = place_experts(np.array(loads), ep, redundant, time_limit_s=5.0, workers=1)
     assert_valid(loads, ep, redundant, result.ranks)
     assert result.hottest == int(rank_loads_of(np.array(loads), result.ranks).max())
-    assert result.greedy_hottest == greedy_placement(np.array(loads), ep, redundant).hottest
+    # the baseline numbers experts by descending load (PlacementResult.greedy_hottest)
+    by_load = np.array(sorted(loads, reverse=True))
+    assert result.greedy_hottest == greedy_placement(by_load, ep, redundant).hottest
     assert result.lower_bound <= result.hottest <= result.greedy_hottest
     optimum = brute_force_hottest(loads, ep, redundant)
     assert result.lower_bound <= optimum  # the bound is proved, so never above the optimum
