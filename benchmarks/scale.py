@@ -52,6 +52,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+# The machine and code description and the process runner are solve_times.py's (same folder).
+import solve_times  # noqa: E402
+from solve_times import bytecode_note, code_version, cpu_name, load_average  # noqa: E402
+
 BEGIN = "<!-- BEGIN GENERATED: scale -->"
 END = "<!-- END GENERATED: scale -->"
 
@@ -176,23 +180,8 @@ def write_instances(cases: list[dict], directory: Path) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def moeplan_cmd() -> list[str]:
-    """The ``moeplan`` console script next to this interpreter, else ``python -m moeplan``."""
-    script = Path(sys.executable).with_name("moeplan")
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "moeplan"]
-
-
 def run_process(path: Path, workers: int) -> tuple[float, dict | None, int]:
-    cmd = moeplan_cmd() + ["solve", str(path), "--json", "--workers", str(workers),
-                           "--time-limit", f"{TIME_LIMIT_S:g}"]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    try:
-        doc = json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        doc = None
-    return wall, doc, proc.returncode
+    return solve_times.run_process(str(path), workers, "--time-limit", f"{TIME_LIMIT_S:g}")
 
 
 def measure(cases: list[dict], runs: int, workers: int, log=print) -> list[dict]:
@@ -263,47 +252,6 @@ def profile(path: Path, workers: int, top: int = 8) -> dict:
 # ----------------------------------------------------------------------------------------------
 # Markdown
 # ----------------------------------------------------------------------------------------------
-
-
-def code_version() -> str:
-    """What code was measured: ``$BENCH_CODE_VERSION`` when set (a snapshot outside git), else
-    the git commit, with the number of uncommitted files under solver/ and moeplan/."""
-    env = os.environ.get("BENCH_CODE_VERSION")
-    if env:
-        return env
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
-                              capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "solver", "moeplan"],
-                               cwd=ROOT, check=True, capture_output=True,
-                               text=True).stdout.splitlines()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown code version"
-    return f"commit {head}" + (f" with {len(dirty)} uncommitted files under solver/ and "
-                               "moeplan/" if dirty else "")
-
-
-def bytecode_note() -> str:
-    return ("no bytecode cache (PYTHONDONTWRITEBYTECODE is set: every project module is compiled "
-            "from source in every process)" if os.environ.get("PYTHONDONTWRITEBYTECODE")
-            else "bytecode cache on")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def load_average() -> str:
-    try:
-        return f"{os.getloadavg()[0]:.2f}"
-    except OSError:
-        return "unknown"
 
 
 def _num(v: Any) -> str:

@@ -65,9 +65,10 @@ def moeplan_cmd() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "moeplan"]
 
 
-def run_process(path: str, workers: int) -> tuple[float, dict | None, int]:
-    """Wall time of one ``moeplan solve`` process, its JSON document and exit code."""
-    cmd = moeplan_cmd() + ["solve", path, "--json", "--workers", str(workers)]
+def run_process(path: str, workers: int, *extra: str) -> tuple[float, dict | None, int]:
+    """Wall time of one ``moeplan solve`` process (with ``extra`` options), its JSON document
+    and exit code."""
+    cmd = moeplan_cmd() + ["solve", path, "--json", "--workers", str(workers), *extra]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - start
