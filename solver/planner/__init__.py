@@ -20,11 +20,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import numpy as np
 from ortools import __version__ as ORTOOLS_VERSION
 
 from solver.estimate import Prepared, evaluate
-from solver.loads import LOAD_RESOLUTION, describe
+from solver.loads import describe
 from solver.planner.explain import explain
 from solver.planner.goals import Goals
 from solver.planner.model import Choice
@@ -40,7 +39,6 @@ from solver.planner.search import (
 )
 from solver.schema import (
     Instance,
-    LayerExperts,
     LayerPlacement,
     Plan,
     SolveResult,
@@ -183,7 +181,7 @@ def solve(
         raise PlannerError(f"planner and estimator disagree on {plan.degrees.short()} batch "
                            f"{plan.batch}: TPOT {c.tpot(m)} vs {ev.result.tpot_ns} ns, TTFT "
                            f"{c.ttft(f, m)} vs {ev.result.ttft_ns} ns")
-    experts = _experts(prep, placements, c.grid.ep, c.redundant)
+    experts = placements.experts(c.grid.ep, c.redundant)
     bound = outcome.bound
     gap = None if bound is None else max(0.0, (choice.gpus - bound) / choice.gpus)
     return SolveResult(
@@ -212,19 +210,3 @@ def _placement_bound(outcome: Outcome, prep: Prepared, placements: Placements, b
         outcome.bound = bound if bound is not None else 1
         outcome.proved = []
     return outcome
-
-
-def _experts(prep: Prepared, placements: Placements, ep: int, redundant: int
-             ) -> tuple[LayerExperts, ...]:
-    if not prep.moe_layers:
-        return ()
-    out = []
-    for layer, r in placements.results(ep, redundant).items():
-        counts = np.bincount([e for rank in r.ranks for e in rank],
-                             minlength=prep.model.num_experts)
-        out.append(LayerExperts(
-            layer=layer, hottest_load=r.hottest / LOAD_RESOLUTION,
-            greedy_hottest_load=r.greedy_hottest / LOAD_RESOLUTION,
-            lower_bound=r.lower_bound / LOAD_RESOLUTION, optimal=r.hottest == r.lower_bound,
-            replicated_experts=int((counts > 1).sum())))
-    return tuple(out)

@@ -38,7 +38,7 @@ from solver import rules
 from solver.estimate import Prepared
 from solver.loads import describe
 from solver.planner.candidates import INF
-from solver.planner.disagg_joint import Joint, JointOutcome, Pair, experts_of, plan_of
+from solver.planner.disagg_joint import Joint, JointOutcome, Pair, plan_of
 from solver.planner.placements import Placements
 from solver.pool_space import disagg_restrictions
 from solver.schema import (
@@ -137,7 +137,7 @@ def solve_disaggregated(instance: Instance, *, time_limit_s: float | None = None
         status=outcome.status, metrics=two_pools.as_metrics(ev.metrics), objective=p.gpus,
         bound=bound, gap=None if bound is None else max(0.0, (p.gpus - bound) / p.gpus),
         solve_time_s=time.monotonic() - start, tie_breaks_proved=tuple(outcome.proved),
-        experts=experts_of(prep, placements, c.grid.ep, c.redundant),
+        experts=placements.experts(c.grid.ep, c.redundant),
         improving_solutions=outcome.improving, disagg_plan=dplan, disagg_metrics=ev.metrics,
         advice=" ".join(a for a in (_advice(outcome.status, search.time_limit_s),
                                     _pair_advice(instance, p)) if a), **common)

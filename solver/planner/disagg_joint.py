@@ -11,10 +11,7 @@ import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-import numpy as np
-
 from solver.estimate import Prepared
-from solver.loads import LOAD_RESOLUTION
 from solver.planner.candidates import INF
 from solver.planner.disagg_decode import DecodeBest, DecodeSearch
 from solver.planner.disagg_prefill import PrefillBest, PrefillChoice, PrefillSearch
@@ -27,14 +24,13 @@ from solver.schema import (
     MAX_GPUS,
     DisaggPlan,
     Instance,
-    LayerExperts,
     LayerPlacement,
     Plan,
     PrefillPlan,
     Stage,
 )
 
-__all__ = ["Joint", "JointOutcome", "Pair", "experts_of", "plan_of"]
+__all__ = ["Joint", "JointOutcome", "Pair", "plan_of"]
 
 
 @dataclass
@@ -204,20 +200,3 @@ def plan_of(prep: Prepared, placements: Placements, p: Pair) -> DisaggPlan:
                      for k in range(pc.pp)),
         placement=_placement(prep, placements, pc.grid.ep, pc.gc.redundant))
     return DisaggPlan(prefill=prefill, decode=decode)
-
-
-def experts_of(prep: Prepared, placements: Placements, ep: int, red: int
-               ) -> tuple[LayerExperts, ...]:
-    """Per MoE layer the placement figures of ``(ep, red)`` (the answer's ``experts``)."""
-    if not prep.moe_layers:
-        return ()
-    out = []
-    for layer, r in placements.results(ep, red).items():
-        counts = np.bincount([e for rank in r.ranks for e in rank],
-                             minlength=prep.model.num_experts)
-        out.append(LayerExperts(
-            layer=layer, hottest_load=r.hottest / LOAD_RESOLUTION,
-            greedy_hottest_load=r.greedy_hottest / LOAD_RESOLUTION,
-            lower_bound=r.lower_bound / LOAD_RESOLUTION, optimal=r.hottest == r.lower_bound,
-            replicated_experts=int((counts > 1).sum())))
-    return tuple(out)

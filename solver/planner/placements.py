@@ -10,14 +10,18 @@ Only the solve's deadline can cut one short (then the answer is not OPTIMAL anyw
 
 from __future__ import annotations
 
+import numpy as np
+
 from solver.costmodel import HotRank
 from solver.estimate import Prepared
+from solver.loads import LOAD_RESOLUTION
 from solver.placement import (
     PLANNER_DETERMINISTIC_S,
     PLANNER_PLACEMENT_WORKERS,
     PlacementResult,
     place_experts_cached,
 )
+from solver.schema import LayerExperts
 
 
 class Placements:
@@ -58,3 +62,17 @@ class Placements:
 
     def ranks(self, ep: int, redundant: int) -> dict[int, tuple[tuple[int, ...], ...]]:
         return {layer: r.ranks for layer, r in self.results(ep, redundant).items()}
+
+    def experts(self, ep: int, redundant: int) -> tuple[LayerExperts, ...]:
+        """Per MoE layer the placement figures of ``(ep, redundant)`` (an answer's
+        ``experts``)."""
+        out = []
+        for layer, r in self.results(ep, redundant).items():
+            counts = np.bincount([e for rank in r.ranks for e in rank],
+                                 minlength=self.prep.model.num_experts)
+            out.append(LayerExperts(
+                layer=layer, hottest_load=r.hottest / LOAD_RESOLUTION,
+                greedy_hottest_load=r.greedy_hottest / LOAD_RESOLUTION,
+                lower_bound=r.lower_bound / LOAD_RESOLUTION, optimal=r.hottest == r.lower_bound,
+                replicated_experts=int((counts > 1).sum())))
+        return tuple(out)
