@@ -83,11 +83,18 @@ class GridCost:
 def cost_grid(prep: Prepared, grid: Grid, hot: dict[int, HotRank], redundant: int,
               q_range: tuple[int, int]) -> GridCost:
     """Cost ``grid`` for every ``s`` its ``q_range`` (sequences per rank) allows."""
+    s_max = ceil_div(q_range[1], grid.pp)
+    return grid_cost(prep, grid, redundant, q_range, prep.layer_costs(grid, hot, s_max),
+                     prep.extras(grid, hot, s_max), prep.cm.budget)
+
+
+def grid_cost(prep: Prepared, grid: Grid, redundant: int, q_range: tuple[int, int],
+              costs: list, ex, token_budget: int) -> GridCost:
+    """A :class:`GridCost` from per-layer costs and stage extras priced up to ``s_max =
+    ⌈q_hi / pp⌉`` (the arrays may be longer, shared by every pp: only what this grid can use
+    is kept). ``token_budget`` 0: no prefill shares the steps (a decode pool)."""
     q_lo, q_hi = q_range
-    s_max = ceil_div(q_hi, grid.pp)
-    costs = prep.layer_costs(grid, hot, s_max)
-    ex = prep.extras(grid, hot, s_max)
-    n = s_max  # the arrays may be longer (shared by every pp); keep what this grid can use
+    n = ceil_div(q_hi, grid.pp)
     wl = prep.instance.workload
     return GridCost(
         grid=grid, redundant=redundant, q_lo=q_lo, q_hi=q_hi,
@@ -101,7 +108,7 @@ def cost_grid(prep: Prepared, grid: Grid, hot: dict[int, HotRank], redundant: in
         hop_avg=ex.hop_avg_ns[:n], hop_full=ex.hop_full_ns[:n],
         mem_first=ex.mem_first, mem_last=ex.mem_last[:n], mem_every=ex.mem_every,
         overhead=prep.cm.overhead_ns, budget=prep.cm.memory_budget,
-        token_budget=prep.cm.budget,
+        token_budget=token_budget,
         workload=(wl.input_len, wl.max_input, wl.output_len),
     )
 

@@ -23,7 +23,7 @@ from solver import timing
 from solver.costmodel import HotRank
 from solver.estimate import Prepared
 from solver.planner.bounds import step_attention_floor_ns
-from solver.planner.candidates import INF, Candidate, GridCost
+from solver.planner.candidates import INF, Candidate, GridCost, grid_cost
 from solver.planner.cpsat import check_stop
 from solver.planner.goals import Goals
 from solver.planner.model import Choice
@@ -131,25 +131,11 @@ class DecodeSearch:
         if q_hi < q_lo or room < 0:
             return None
         s_max = -(-q_hi // grid.pp)
-        costs = self.pools.decode_layer_costs(grid, hot, s_max, terms=False)
-        ex = self.pools.decode_extras(grid, hot, s_max)
-        wl = prep.instance.workload
-        n = s_max
-        return GridCost(
-            grid=grid, redundant=red, q_lo=q_lo, q_hi=q_hi,
-            avg=np.stack([c.avg_ns[:n] for c in costs]),
-            full=np.stack([c.full_max_ns[:n] for c in costs]),
-            weight=np.array([c.weight_bytes for c in costs], dtype=np.int64),
-            kv_seq=np.array([c.kv_seq_bytes for c in costs], dtype=np.int64),
-            kv_max=np.array([c.kv_max_bytes for c in costs], dtype=np.int64),
-            first_avg=ex.first_avg_ns[:n], last_avg=ex.last_avg_ns[:n],
-            first_full=ex.first_full_ns[:n], last_full=ex.last_full_ns[:n],
-            hop_avg=ex.hop_avg_ns[:n], hop_full=ex.hop_full_ns[:n],
-            mem_first=ex.mem_first, mem_last=ex.mem_last[:n], mem_every=ex.mem_every,
-            # no prefill shares a decode step: no token budget, no prefill queue (the
-            # candidates' TTFT rounds are unused)
-            overhead=cm.overhead_ns, budget=cm.memory_budget, token_budget=0,
-            workload=(wl.input_len, wl.max_input, wl.output_len))
+        # no prefill shares a decode step: no token budget, no prefill queue (the candidates'
+        # TTFT rounds are unused)
+        return grid_cost(prep, grid, red, (q_lo, q_hi),
+                         self.pools.decode_layer_costs(grid, hot, s_max, terms=False),
+                         self.pools.decode_extras(grid, hot, s_max), token_budget=0)
 
     def gridcost(self, grid: Grid) -> GridCost | None:
         if grid not in self._costs:
