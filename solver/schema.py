@@ -526,6 +526,14 @@ class SearchOptions(Strict):
         0, ge=0, le=MAX_RANDOM_SEED, description="CP-SAT random seed (reproducible runs)."
     )
 
+    def with_limits(self, time_limit_s: float | None, workers: int | None) -> SearchOptions:
+        """These options with a call's time limit and workers, where given."""
+        if time_limit_s is None and workers is None:
+            return self
+        return self.model_copy(update={
+            k: v for k, v in (("time_limit_s", time_limit_s), ("workers", workers))
+            if v is not None})
+
 
 # ----------------------------------------------------------------------------------------------
 # Plan

@@ -119,11 +119,7 @@ def solve(
         return solve_serving(instance, time_limit_s=time_limit_s, workers=workers,
                              on_improvement=on_improvement, should_stop=should_stop)
     start = time.monotonic()
-    search = instance.search
-    if time_limit_s is not None or workers is not None:
-        search = search.model_copy(update={
-            k: v for k, v in (("time_limit_s", time_limit_s), ("workers", workers))
-            if v is not None})
+    search = instance.search.with_limits(time_limit_s, workers)
     deadline = start + search.time_limit_s
     prep = Prepared(instance)
     goals = Goals.of(instance.workload.targets)

@@ -81,11 +81,7 @@ def solve_disaggregated(instance: Instance, *, time_limit_s: float | None = None
                         should_stop: Callable[[], bool] | None = None) -> SolveResult:
     """The fewest-GPU prefill + decode pools for ``instance`` (docs/solver.md, "Two pools")."""
     start = time.monotonic()
-    search = instance.search
-    if time_limit_s is not None or workers is not None:
-        search = search.model_copy(update={
-            k: v for k, v in (("time_limit_s", time_limit_s), ("workers", workers))
-            if v is not None})
+    search = instance.search.with_limits(time_limit_s, workers)
     deadline = start + search.time_limit_s
     prep = Prepared(instance)
     placements = Placements(prep, search.workers, search.random_seed, deadline)
