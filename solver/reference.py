@@ -79,32 +79,32 @@ def compositions(num_layers: int, parts: int) -> Iterator[tuple[Stage, ...]]:
         yield tuple(Stage(first_layer=edges[i], last_layer=edges[i + 1] - 1) for i in range(parts))
 
 
-def grids(prep: Prepared, max_size: int) -> list[Grid]:
-    """Every grid with at most ``max_size`` GPUs per instance that the plan space admits for some
-    batch of the workload, in increasing order of size (plain ranges, then the rules)."""
+def plain_grids(prep: Prepared, max_size: int, dp_max: int) -> Iterator[Grid]:
+    """Every degree tuple with at most ``max_size`` GPUs per instance and ``dp <= dp_max``, by
+    plain ranges (tp up to the heads and the nodes it may span), before any rule."""
     inst = prep.instance
     m, s, hw = inst.model, inst.search, inst.hardware
-    heads = m.attention.num_heads
-    gpn = hw.gpus_per_node
-    tp_max = min(heads, gpn * (TP_CROSS_NODE_MAX_NODES if s.tp_cross_node else 1))
-    _, bmax = inst.workload.batch_bounds
-    out = []
+    tp_max = min(m.attention.num_heads,
+                 hw.gpus_per_node * (TP_CROSS_NODE_MAX_NODES if s.tp_cross_node else 1))
     for tp, cp, dp, pp in itertools.product(range(1, tp_max + 1), range(1, max_size + 1),
-                                            range(1, min(bmax, max_size) + 1),
+                                            range(1, min(dp_max, max_size) + 1),
                                             range(1, m.num_layers + 1)):
         n = tp * cp * dp
         if n * pp > max_size:
             continue
         for etp in range(1, n + 1):
             for ep in range(1, n // etp + 1):
-                if n % (etp * ep):
-                    continue
-                g = Grid(tp, cp, dp, ep, etp, n // (etp * ep), pp)
-                red = prep.space.redundant(ep)
-                if not any(not prep.space.violations(g, b, red)
-                           for b in _batches(prep, g)):
-                    continue
-                out.append(g)
+                if n % (etp * ep) == 0:
+                    yield Grid(tp, cp, dp, ep, etp, n // (etp * ep), pp)
+
+
+def grids(prep: Prepared, max_size: int) -> list[Grid]:
+    """Every grid with at most ``max_size`` GPUs per instance that the plan space admits for some
+    batch of the workload, in increasing order of size (plain ranges, then the rules)."""
+    _, bmax = prep.instance.workload.batch_bounds
+    out = [g for g in plain_grids(prep, max_size, bmax)
+           if any(not prep.space.violations(g, b, prep.space.redundant(g.ep))
+                  for b in _batches(prep, g))]
     out.sort(key=lambda g: (g.gpus_per_instance, g))
     return out
 
@@ -232,30 +232,15 @@ class DisaggReferenceResult:
 def _pool_grids(prep: Prepared, space, max_size: int, batches: range | None) -> list[Grid]:
     """Every grid of a pool's space with at most ``max_size`` GPUs per instance, by plain
     ranges (``batches`` None: the prefill pool, which has no batch)."""
-    inst = prep.instance
-    m, s, hw = inst.model, inst.search, inst.hardware
-    gpn = hw.gpus_per_node
-    tp_max = min(m.attention.num_heads, gpn * (TP_CROSS_NODE_MAX_NODES if s.tp_cross_node
-                                               else 1))
-    dp_max = max_size if batches is None else min(batches.stop - 1, max_size)
     out = []
-    for tp, cp, dp, pp in itertools.product(range(1, tp_max + 1), range(1, max_size + 1),
-                                            range(1, dp_max + 1), range(1, m.num_layers + 1)):
-        n = tp * cp * dp
-        if n * pp > max_size:
+    for g in plain_grids(prep, max_size, max_size if batches is None else batches.stop - 1):
+        red = space.redundant(g.ep)
+        if batches is None:
+            if space.violations(g, 1, red):
+                continue
+        elif not any(not space.violations(g, b, red) for b in batches):
             continue
-        for etp in range(1, n + 1):
-            for ep in range(1, n // etp + 1):
-                if n % (etp * ep):
-                    continue
-                g = Grid(tp, cp, dp, ep, etp, n // (etp * ep), pp)
-                red = space.redundant(ep)
-                if batches is None:
-                    if space.violations(g, 1, red):
-                        continue
-                elif not any(not space.violations(g, b, red) for b in batches):
-                    continue
-                out.append(g)
+        out.append(g)
     out.sort(key=lambda g: (g.gpus_per_instance, g))
     return out
 
