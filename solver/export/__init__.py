@@ -15,7 +15,7 @@ import shlex
 from pathlib import Path
 
 from solver.contract import DisaggExportOut, ExportOut, LaunchOut
-from solver.export.engines import ExportError, build, check_engine
+from solver.export.engines import ExportError, build, check_engine, refuse_invalid
 from solver.export.flags import engine_flags
 from solver.instance import InputError
 from solver.schema import DisaggPlan, Instance, Plan
@@ -53,14 +53,7 @@ def export_plan(instance: Instance, plan: Plan | DisaggPlan, engine: str, *,
             update={"engine": instance.engine.model_copy(update={"name": engine})})
     check_engine(engine, instance, plan)  # what the engine cannot express, before the rest
     report = verify(instance, plan)
-    if not report.valid:
-        first = report.violations[0]
-        if engine != planned_for:
-            raise ExportError(engine, f"the plan was made for {planned_for}; under {engine}'s "
-                              f"settings it breaks {first} (plan with engine: {{name: {engine}}})",
-                              "plan")
-        raise InputError(f"plan: the plan breaks {len(report.violations)} rule(s), e.g. "
-                         f"{first}; export only a plan verify accepts", "plan")
+    refuse_invalid(engine, planned_for, report)
     if engine != planned_for:
         m = report.evaluation.metrics
         caveats.append(f"the plan was made for {planned_for}; under {engine}'s settings moeplan "

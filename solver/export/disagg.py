@@ -31,6 +31,7 @@ from solver.export.engines import (
     _redundant,
     check_engine,
     layout,
+    refuse_invalid,
 )
 from solver.export.flags import check_command, check_section_command, engine_flags
 from solver.export.models import served_model_path
@@ -97,14 +98,7 @@ def export_disagg(instance: Instance, plan: DisaggPlan, engine: str, *,
     lays = {name: layout(instances[name], plans[name]) for name in POOLS}
     _check_pair(engine, plans, lays)
     report = disagg.verify(instance, plan)
-    if not report.valid:
-        first = report.violations[0]
-        if engine != planned_for:
-            raise ExportError(engine, f"the plan was made for {planned_for}; under {engine}'s "
-                              f"settings it breaks {first} (plan with engine: {{name: {engine}}})",
-                              "plan")
-        raise InputError(f"plan: the plan breaks {len(report.violations)} rule(s), e.g. "
-                         f"{first}; export only a plan verify accepts", "plan")
+    refuse_invalid(engine, planned_for, report)
     ev: disagg.DisaggEvaluation = report.evaluation  # type: ignore[assignment]
     caveats: list[str] = []
     if engine != planned_for:

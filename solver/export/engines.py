@@ -112,6 +112,20 @@ def check_engine(engine: str, instance: Instance, plan: Plan, pool: str = "") ->
         raise ExportError(engine, v.message, v.field)
 
 
+def refuse_invalid(engine: str, planned_for: str, report) -> None:
+    """Refuse a plan verify rejects (a one- or two-pool report), naming its first broken rule;
+    when the plan was made for another engine, say that this engine's settings break it."""
+    if report.valid:
+        return
+    first = report.violations[0]
+    if engine != planned_for:
+        raise ExportError(engine, f"the plan was made for {planned_for}; under {engine}'s "
+                          f"settings it breaks {first} (plan with engine: {{name: {engine}}})",
+                          "plan")
+    raise InputError(f"plan: the plan breaks {len(report.violations)} rule(s), e.g. "
+                     f"{first}; export only a plan verify accepts", "plan")
+
+
 def _kv_dtype(instance: Instance, names: dict[str, str], engine: str) -> str:
     kv = instance.model.kv_precision
     if kv not in names:
